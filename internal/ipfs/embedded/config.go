@@ -1,0 +1,102 @@
+package embedded
+
+import (
+	"fmt"
+
+	"github.com/ipfs/boxo/autoconf"
+	"github.com/ipfs/kubo/config"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Options configure the embedded node. They come from storage.ipfs.node in Disco's config.
+type Options struct {
+	// Path is the Kubo repository; it is created on first start.
+	Path string
+	// Swarm lists the multiaddrs the node listens on.
+	Swarm []string
+	// Peers lists full multiaddrs (with /p2p/<id>) of nodes to stay connected to.
+	Peers []string
+	// Public joins the public IPFS network: bootstrap peers, the DHT and providing. When
+	// false the node dials nothing but Peers.
+	Public bool
+}
+
+// DefaultSwarm is where the embedded node listens unless configured otherwise.
+var DefaultSwarm = []string{"/ip4/127.0.0.1/tcp/4001"}
+
+// ParsePeers parses full peer multiaddrs, merging addresses of the same peer.
+func ParsePeers(addrs []string) ([]peer.AddrInfo, error) {
+	var mas []ma.Multiaddr
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("peer %q: %w", a, err)
+		}
+		mas = append(mas, m)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w (each needs /p2p/<peer id>)", err)
+	}
+	return infos, nil
+}
+
+// applyOptions writes Disco's settings over a Kubo config. Disco owns the embedded node's
+// networking: whatever the repository's config file says, these values win at every start.
+func applyOptions(cfg *config.Config, o Options) error {
+	peers, err := ParsePeers(o.Peers)
+	if err != nil {
+		return err
+	}
+	for _, a := range o.Swarm {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("swarm address %q: %w", a, err)
+		}
+	}
+	if err := config.Profiles["unixfs-v1-2025"].Transform(cfg); err != nil {
+		return err
+	}
+
+	cfg.Addresses.Swarm = o.Swarm
+	cfg.Addresses.API = nil
+	cfg.Addresses.Gateway = nil
+	cfg.Peering.Peers = peers
+	cfg.Pubsub.Enabled = config.False
+	cfg.Ipns.UsePubsub = config.False
+	// Kubo's telemetry plugin reports to an outside server; Disco does not link it, and
+	// says so in the config for anyone who opens this repository with a stock Kubo.
+	cfg.Plugins.Plugins = map[string]config.Plugin{"telemetry": {
+		Disabled: true,
+		Config:   map[string]any{"Mode": "off"},
+	}}
+
+	if o.Public {
+		cfg.Bootstrap = autoconf.FallbackBootstrapPeers
+		cfg.Routing.Type = config.NewOptionalString("dht")
+		cfg.Provide.Enabled = config.True
+		cfg.Discovery.MDNS.Enabled = false
+		cfg.AutoConf.Enabled = config.False
+		cfg.AutoTLS.Enabled = config.False
+		return nil
+	}
+	// Private: dial nothing but the configured peers.
+	cfg.Bootstrap = []string{}
+	cfg.Routing.Type = config.NewOptionalString("none")
+	cfg.Routing.DelegatedRouters = []string{}
+	cfg.Ipns.DelegatedPublishers = []string{}
+	cfg.DNS.Resolvers = map[string]string{}
+	cfg.Discovery.MDNS.Enabled = false
+	cfg.AutoConf.Enabled = config.False
+	cfg.AutoTLS.Enabled = config.False
+	cfg.AutoNAT.ServiceMode = config.AutoNATServiceDisabled
+	cfg.Swarm.DisableNatPortMap = true
+	cfg.Swarm.RelayClient.Enabled = config.False
+	cfg.Swarm.RelayService.Enabled = config.False
+	cfg.Swarm.EnableHolePunching = config.False
+	cfg.Swarm.Transports.Network.Relay = config.False
+	cfg.Provide.Enabled = config.False
+	cfg.HTTPRetrieval.Enabled = config.False
+	return nil
+}
+

@@ -1,0 +1,180 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"github.com/ipfs/boxo/mfs"
+	"github.com/ipfs/boxo/path"
+	"github.com/ipfs/boxo/path/resolver"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/ipld/go-ipld-prime/datamodel"
+	"github.com/ipfs/kubo/core/coreiface/options"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+)
+
+// Stat implements ipfs.Node.
+func (n *Node) Stat(ctx context.Context, p string) (ipfs.Entry, error) {
+	if !ipfs.IsIPFSPath(p) {
+		return n.statMFS(ctx, p)
+	}
+	nd, err := n.resolve(ctx, p)
+	if err != nil {
+		return ipfs.Entry{}, err
+	}
+	return nodeEntry(path.StringToSegments(p), nd)
+}
+
+// List implements ipfs.Node.
+func (n *Node) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
+	if !ipfs.IsIPFSPath(p) {
+		return n.listMFS(ctx, p)
+	}
+	nd, err := n.resolve(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := uio.NewDirectoryFromNode(n.ipfs.DAG, nd)
+	if err != nil {
+		if errors.Is(err, uio.ErrNotADir) {
+			return nil, fmt.Errorf("%s: %w", p, ipfs.ErrNotDir)
+		}
+		return nil, err
+	}
+	var out []ipfs.Entry
+	err = dir.ForEachLink(ctx, func(l *ipld.Link) error {
+		child, err := n.ipfs.DAG.Get(ctx, l.Cid)
+		if err != nil {
+			return contentError(err)
+		}
+		e, err := nodeEntry([]string{l.Name}, child)
+		out = append(out, e)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", p, err)
+	}
+	return out, nil
+}
+
+// Read implements ipfs.Node.
+func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	var nd ipld.Node
+	var err error
+	if ipfs.IsIPFSPath(p) {
+		nd, err = n.resolve(ctx, p)
+	} else {
+		nd, err = lookup(ctx, n, p, func(fsn mfs.FSNode) (ipld.Node, error) { return fsn.GetNode() })
+	}
+	if err != nil {
+		return nil, err
+	}
+	r, err := uio.NewDagReader(ctx, nd, n.ipfs.DAG)
+	if err != nil {
+		if errors.Is(err, uio.ErrIsDir) {
+			return nil, fmt.Errorf("%s: %w", p, ipfs.ErrIsDir)
+		}
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if offset > int64(r.Size()) {
+		offset = int64(r.Size())
+	}
+	if _, err := r.Seek(offset, io.SeekStart); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("read %s at %d: %w", p, offset, err)
+	}
+	return r, nil
+}
+
+// Add implements ipfs.Node.
+func (n *Node) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
+	p, err := n.api.Unixfs().Add(ctx, f,
+		options.Unixfs.CidVersion(ipfs.Import.CIDVersion),
+		options.Unixfs.Hash(mh.SHA2_256),
+		options.Unixfs.RawLeaves(ipfs.Import.RawLeaves),
+		options.Unixfs.Chunker(fmt.Sprintf("size-%d", ipfs.Import.ChunkSize)),
+		options.Unixfs.MaxFileLinks(ipfs.Import.MaxFileLinks),
+		options.Unixfs.Layout(options.BalancedLayout),
+		options.Unixfs.Inline(false),
+		options.Unixfs.Pin(false, ""),
+		options.Unixfs.Silent(true),
+	)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("ipfs add: %w", err)
+	}
+	return p.RootCid(), nil
+}
+
+// Fetch implements ipfs.Node.
+func (n *Node) Fetch(ctx context.Context, c cid.Cid) error {
+	if err := merkledag.FetchGraph(ctx, c, n.ipfs.DAG); err != nil {
+		return fmt.Errorf("fetch %s: %w", c, contentError(err))
+	}
+	return nil
+}
+
+// resolve returns the node at an IPFS path, fetching what it needs from the network.
+func (n *Node) resolve(ctx context.Context, p string) (ipld.Node, error) {
+	ip, err := path.NewPath(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	nd, err := n.api.ResolveNode(ctx, ip)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, contentError(err))
+	}
+	return nd, nil
+}
+
+// nodeEntry describes a UnixFS node; segments end with its name.
+func nodeEntry(segments []string, nd ipld.Node) (ipfs.Entry, error) {
+	e := ipfs.Entry{CID: nd.Cid()}
+	if len(segments) > 0 {
+		e.Name = segments[len(segments)-1]
+	}
+	switch nd := nd.(type) {
+	case *merkledag.RawNode:
+		e.Size = int64(len(nd.RawData()))
+	case *merkledag.ProtoNode:
+		fsn, err := ft.FSNodeFromBytes(nd.Data())
+		if err != nil {
+			return e, fmt.Errorf("%s: not UnixFS: %w", nd.Cid(), err)
+		}
+		switch fsn.Type() {
+		case ft.TDirectory, ft.THAMTShard:
+			e.IsDir = true
+		default:
+			e.Size = int64(fsn.FileSize())
+		}
+	default:
+		return e, fmt.Errorf("%s: not UnixFS", nd.Cid())
+	}
+	return e, nil
+}
+
+// contentError maps not-found errors from IPFS lookups to ipfs.ErrNotFound.
+func contentError(err error) error {
+	var nf ipld.ErrNotFound
+	if errors.As(err, &nf) || errors.Is(err, ipld.ErrNotFound{}) || isNoLink(err) {
+		return fmt.Errorf("%w: %w", ipfs.ErrNotFound, err)
+	}
+	return err
+}
+
+// isNoLink reports an error about a path that goes through something that is not there,
+// or through a file.
+func isNoLink(err error) bool {
+	var wrongKind datamodel.ErrWrongKind
+	return errors.Is(err, &resolver.ErrNoLink{}) || errors.Is(err, merkledag.ErrLinkNotFound) ||
+		errors.Is(err, os.ErrNotExist) || errors.As(err, &wrongKind)
+}

@@ -1,0 +1,181 @@
+// Package embedded runs a Kubo node inside the Disco process: Disco's default IPFS node.
+// Its networking is private unless Options.Public is set; see Options.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/mfs"
+	"github.com/ipfs/kubo/config"
+	serialize "github.com/ipfs/kubo/config/serialize"
+	"github.com/ipfs/kubo/core"
+	"github.com/ipfs/kubo/core/coreapi"
+	coreiface "github.com/ipfs/kubo/core/coreiface"
+	"github.com/ipfs/kubo/core/coreiface/options"
+	"github.com/ipfs/kubo/core/node/libp2p"
+	"github.com/ipfs/kubo/plugin"
+	"github.com/ipfs/kubo/plugin/plugins/flatfs"
+	"github.com/ipfs/kubo/plugin/plugins/levelds"
+	"github.com/ipfs/kubo/plugin/plugins/pebbleds"
+	"github.com/ipfs/kubo/repo"
+	"github.com/ipfs/kubo/repo/fsrepo"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+)
+
+// Node is a Kubo node running in this process. It implements ipfs.Node.
+type Node struct {
+	ipfs *core.IpfsNode
+	api  coreiface.CoreAPI
+	root *mfs.Root
+
+	// mu orders MFS changes. Changes and Flush hold it exclusively, so readers never see
+	// a path between the removal and the addition of its replacement, and Flush (which
+	// drops MFS's cache of directory objects) never runs under a change in progress.
+	// Lookups hold it shared.
+	mu      sync.RWMutex
+	changes uint64 // MFS changes made so far
+	flushed uint64 // value of changes at the last Flush
+}
+
+var _ ipfs.Node = (*Node)(nil)
+
+// Open starts the node, creating its repository on first use.
+func Open(ctx context.Context, o Options) (*Node, error) {
+	if err := Init(o.Path); err != nil {
+		return nil, err
+	}
+	r, err := fsrepo.Open(o.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open ipfs repo %s: %w", o.Path, err)
+	}
+	n, err := start(ctx, r, o)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
+	cfg, err := r.Config()
+	if err != nil {
+		return nil, fmt.Errorf("read ipfs config: %w", err)
+	}
+	if err := applyOptions(cfg, o); err != nil {
+		return nil, err
+	}
+	if err := r.SetConfig(cfg); err != nil {
+		return nil, fmt.Errorf("write ipfs config: %w", err)
+	}
+	routing := libp2p.NilRouterOption
+	if o.Public {
+		routing = libp2p.DHTOption
+	}
+	// The lifetime context of a Kubo node stops it when cancelled; Close does that here.
+	nd, err := core.NewNode(context.WithoutCancel(ctx), &core.BuildCfg{
+		Online:    true,
+		Permanent: true,
+		Repo:      r,
+		Routing:   routing,
+		ExtraOpts: map[string]bool{"pubsub": false, "ipnsps": false},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start ipfs node: %w", err)
+	}
+	api, err := coreapi.NewCoreAPI(nd)
+	if err != nil {
+		nd.Close()
+		return nil, fmt.Errorf("ipfs api: %w", err)
+	}
+	return &Node{ipfs: nd, api: api, root: nd.FilesRoot}, nil
+}
+
+const closeTimeout = 30 * time.Second
+
+// Close flushes MFS and stops the node, closing its repository.
+func (n *Node) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	err := n.Flush(ctx)
+	return errors.Join(err, n.ipfs.Close())
+}
+
+// Init creates the Kubo repository at path with a new ed25519 identity, unless one exists.
+func Init(path string) error {
+	if err := registerDatastores(); err != nil {
+		return err
+	}
+	if fsrepo.IsInitialized(path) {
+		return nil
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return fmt.Errorf("create ipfs repo: %w", err)
+	}
+	id, err := config.CreateIdentity(io.Discard, []options.KeyGenerateOption{options.Key.Type(options.Ed25519Key)})
+	if err != nil {
+		return fmt.Errorf("create ipfs identity: %w", err)
+	}
+	cfg, err := config.InitWithIdentity(id)
+	if err != nil {
+		return err
+	}
+	// Written safe: nothing in the stored config dials out, whoever opens it.
+	if err := applyOptions(cfg, Options{Swarm: DefaultSwarm}); err != nil {
+		return err
+	}
+	if err := fsrepo.Init(path, cfg); err != nil {
+		return fmt.Errorf("init ipfs repo %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadIdentity returns the identity of the repository at o.Path, creating the repository
+// if need be, whether or not a node has it open. Addresses are those of o.Swarm.
+func ReadIdentity(o Options) (ipfs.Identity, error) {
+	if err := Init(o.Path); err != nil {
+		return ipfs.Identity{}, err
+	}
+	cfg, err := serialize.Load(filepath.Join(o.Path, "config"))
+	if err != nil {
+		return ipfs.Identity{}, fmt.Errorf("read ipfs config: %w", err)
+	}
+	id := ipfs.Identity{ID: cfg.Identity.PeerID, Addresses: []string{}}
+	for _, a := range o.Swarm {
+		id.Addresses = append(id.Addresses, a+"/p2p/"+cfg.Identity.PeerID)
+	}
+	return id, nil
+}
+
+// Identity returns the running node's peer ID and listen addresses.
+func (n *Node) Identity(ctx context.Context) (ipfs.Identity, error) {
+	id := ipfs.Identity{ID: n.ipfs.Identity.String(), Addresses: []string{}}
+	for _, a := range n.ipfs.PeerHost.Addrs() {
+		id.Addresses = append(id.Addresses, a.String()+"/p2p/"+id.ID)
+	}
+	return id, nil
+}
+
+// registerDatastores makes Kubo's on-disk datastores known to fsrepo. Kubo's plugin loader
+// would do it too, but would also start plugins Disco does not want, telemetry among them.
+var registerDatastores = sync.OnceValue(func() error {
+	for _, list := range [][]plugin.Plugin{flatfs.Plugins, levelds.Plugins, pebbleds.Plugins} {
+		for _, p := range list {
+			ds, ok := p.(plugin.PluginDatastore)
+			if !ok {
+				continue
+			}
+			if err := fsrepo.AddDatastoreConfigHandler(ds.DatastoreTypeName(), ds.DatastoreConfigParser()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+})

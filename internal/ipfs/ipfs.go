@@ -1,0 +1,98 @@
+// Package ipfs describes an IPFS node as Disco uses it: a mutable file system (MFS) to keep
+// the registry in, an importer with fixed parameters so that identical bytes always get the
+// same CID, and reads of content by CID from the network. Implementations live in
+// sub-packages; ipfstest holds the suite they all pass.
+package ipfs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
+)
+
+// Node is an IPFS node as Disco uses it.
+//
+// Paths are MFS paths ("/docker/registry/v2/...") or, where noted, IPFS paths
+// ("/ipfs/<cid>/sub/path"). A missing path gives an error that matches ErrNotFound.
+type Node interface {
+	// Stat describes the entry at p, an MFS or IPFS path.
+	Stat(ctx context.Context, p string) (Entry, error)
+	// List returns the entries of the directory at p, an MFS or IPFS path, sorted by name.
+	List(ctx context.Context, p string) ([]Entry, error)
+	// Read streams the file at p, an MFS or IPFS path, from offset. An offset past the end
+	// gives an empty stream.
+	Read(ctx context.Context, p string, offset int64) (io.ReadCloser, error)
+
+	// Add imports a file or a directory tree with Disco's import parameters (see Import)
+	// and returns its CID. Nothing is placed in MFS.
+	Add(ctx context.Context, n files.Node) (cid.Cid, error)
+	// Fetch makes the whole DAG under c local, from the network if need be.
+	Fetch(ctx context.Context, c cid.Cid) error
+
+	// Link places the DAG c at the MFS path p, creating missing parent directories and
+	// replacing what was at p.
+	Link(ctx context.Context, p string, c cid.Cid) error
+	// Move moves the MFS entry src to dst, creating missing parent directories of dst and
+	// replacing what was at dst.
+	Move(ctx context.Context, src, dst string) error
+	// Remove removes the MFS entry p and everything below it.
+	Remove(ctx context.Context, p string) error
+	// Flush persists the MFS tree: nothing changed before Flush returns is lost if the
+	// process dies afterwards.
+	Flush(ctx context.Context) error
+
+	// Identity returns the node's peer ID and the addresses other nodes can dial.
+	Identity(ctx context.Context) (Identity, error)
+}
+
+// Entry describes a file or directory.
+type Entry struct {
+	Name  string
+	IsDir bool
+	Size  int64 // file size in bytes; 0 for directories
+	CID   cid.Cid
+}
+
+// Identity is a node's peer ID and the full multiaddrs ("/ip4/.../p2p/<id>") it listens on.
+type Identity struct {
+	ID        string   `json:"id"`
+	Addresses []string `json:"addresses"`
+}
+
+// ErrNotFound is matched (errors.Is) by errors about missing paths or content.
+var ErrNotFound = errors.New("not found")
+
+// ErrNotDir and ErrIsDir report a path of the wrong kind.
+var (
+	ErrNotDir = errors.New("not a directory")
+	ErrIsDir  = errors.New("is a directory")
+)
+
+// Import holds the parameters every Disco uses to turn bytes into a UnixFS DAG. They are
+// part of Disco's storage format: the same bytes give the same CID on every Disco and with
+// `ipfs add --cid-version=1 --raw-leaves --chunker=size-1048576 --max-file-links=1024`,
+// which is Kubo's unixfs-v1-2025 import profile (IPIP-499).
+var Import = struct {
+	CIDVersion   int
+	HashFunction string
+	RawLeaves    bool
+	ChunkSize    int
+	MaxFileLinks int
+	Layout       string
+}{
+	CIDVersion:   1,
+	HashFunction: "sha2-256",
+	RawLeaves:    true,
+	ChunkSize:    1 << 20,
+	MaxFileLinks: 1024,
+	Layout:       "balanced",
+}
+
+// IsIPFSPath reports whether p names immutable content ("/ipfs/<cid>...") rather than MFS.
+func IsIPFSPath(p string) bool {
+	return strings.HasPrefix(p, "/ipfs/")
+}
