@@ -1,0 +1,192 @@
+// Package driver is the "ipfs" storage driver for the Distribution library. The registry's
+// files live in the MFS of an IPFS node, at Distribution's usual paths; uploads in progress
+// are spooled to a local directory and imported, in one piece and with Disco's fixed
+// import parameters, when they are committed. So a blob's CID depends on its bytes only.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/base"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"github.com/ipfs/boxo/files"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+)
+
+// Name is the driver's name in Distribution's configuration (storage: ipfs).
+const Name = "ipfs"
+
+// Parameters the driver reads. Disco's main puts them in the storage parameters it hands to
+// Distribution; ParamNode carries the live node, not a YAML value.
+const (
+	ParamNode    = "disco.node"    // ipfs.Node
+	ParamRoot    = "rootdirectory" // MFS directory above Distribution's paths; default "/"
+	ParamUploads = "disco.uploads" // local directory for uploads in progress
+)
+
+func init() {
+	factory.Register(Name, driverFactory{})
+}
+
+type driverFactory struct{}
+
+func (driverFactory) Create(_ context.Context, params map[string]any) (storagedriver.StorageDriver, error) {
+	node, ok := params[ParamNode].(ipfs.Node)
+	if !ok {
+		return nil, fmt.Errorf("%s driver: parameter %s must hold an IPFS node", Name, ParamNode)
+	}
+	uploads, ok := params[ParamUploads].(string)
+	if !ok || uploads == "" {
+		return nil, fmt.Errorf("%s driver: parameter %s must name a directory", Name, ParamUploads)
+	}
+	root, _ := params[ParamRoot].(string)
+	return New(node, root, uploads)
+}
+
+// Driver is the ipfs storage driver.
+type Driver struct {
+	baseEmbed
+}
+
+type baseEmbed struct {
+	base.Base
+}
+
+// New returns a driver that keeps the registry under root in node's MFS and spools uploads
+// in progress to the local directory uploads.
+func New(node ipfs.Node, root, uploads string) (*Driver, error) {
+	if root == "" {
+		root = "/"
+	}
+	if !path.IsAbs(root) {
+		return nil, fmt.Errorf("%s driver: %s %q is not an absolute path", Name, ParamRoot, root)
+	}
+	if err := os.MkdirAll(uploads, 0o700); err != nil {
+		return nil, fmt.Errorf("%s driver: %w", Name, err)
+	}
+	mtimes, err := lru.New[string, time.Time](1 << 16)
+	if err != nil {
+		return nil, err
+	}
+	d := &driver{node: node, root: path.Clean(root), spool: spool{dir: uploads}, mtimes: mtimes}
+	return &Driver{baseEmbed{base.Base{StorageDriver: d}}}, nil
+}
+
+type driver struct {
+	node  ipfs.Node
+	root  string
+	spool spool
+	// mtimes remembers when this process last wrote a path. MFS files carry no
+	// timestamps, on purpose: a timestamp would change the CID of the same bytes.
+	// Distribution does not read modification times; the map serves Stat.
+	mtimes *lru.Cache[string, time.Time]
+}
+
+func (d *driver) Name() string { return Name }
+
+// mfs maps a driver path to its MFS path.
+func (d *driver) mfs(p string) string { return path.Join(d.root, p) }
+
+func (d *driver) touch(p string) { d.mtimes.Add(p, time.Now()) }
+
+// pathError maps the node's errors to the ones Distribution expects.
+func pathError(p string, err error) error {
+	if errors.Is(err, ipfs.ErrNotFound) {
+		return storagedriver.PathNotFoundError{Path: p, DriverName: Name}
+	}
+	return err
+}
+
+func (d *driver) GetContent(ctx context.Context, p string) ([]byte, error) {
+	r, err := d.Reader(ctx, p, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+func (d *driver) PutContent(ctx context.Context, p string, content []byte) error {
+	c, err := d.node.Add(ctx, files.NewBytesFile(content))
+	if err != nil {
+		return err
+	}
+	if err := d.node.Link(ctx, d.mfs(p), c); err != nil {
+		return pathError(p, err)
+	}
+	d.touch(p)
+	return nil
+}
+
+func (d *driver) Reader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	if offset < 0 {
+		return nil, storagedriver.InvalidOffsetError{Path: p, Offset: offset, DriverName: Name}
+	}
+	r, err := d.node.Read(ctx, d.mfs(p), offset)
+	if err != nil {
+		return nil, pathError(p, err)
+	}
+	return r, nil
+}
+
+func (d *driver) Stat(ctx context.Context, p string) (storagedriver.FileInfo, error) {
+	e, err := d.node.Stat(ctx, d.mfs(p))
+	if err != nil {
+		return nil, pathError(p, err)
+	}
+	fi := storagedriver.FileInfoFields{Path: p, IsDir: e.IsDir, Size: e.Size}
+	fi.ModTime, _ = d.mtimes.Get(p)
+	return storagedriver.FileInfoInternal{FileInfoFields: fi}, nil
+}
+
+func (d *driver) List(ctx context.Context, p string) ([]string, error) {
+	es, err := d.node.List(ctx, d.mfs(p))
+	if errors.Is(err, ipfs.ErrNotFound) && p == "/" {
+		return []string{}, nil // the root always exists, even before anything is written
+	}
+	if err != nil {
+		return nil, pathError(p, err)
+	}
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = path.Join(p, e.Name)
+	}
+	return out, nil
+}
+
+func (d *driver) Move(ctx context.Context, src, dst string) error {
+	if err := d.node.Move(ctx, d.mfs(src), d.mfs(dst)); err != nil {
+		return pathError(src, err)
+	}
+	d.touch(dst)
+	return nil
+}
+
+func (d *driver) Delete(ctx context.Context, p string) error {
+	spooled, err := d.spool.remove(p)
+	if err != nil {
+		return err
+	}
+	err = d.node.Remove(ctx, d.mfs(p))
+	if errors.Is(err, ipfs.ErrNotFound) && spooled {
+		return nil
+	}
+	return pathError(p, err)
+}
+
+// RedirectURL returns "": blobs are served by the registry itself.
+func (d *driver) RedirectURL(*http.Request, string) (string, error) { return "", nil }
+
+func (d *driver) Walk(ctx context.Context, p string, f storagedriver.WalkFn, options ...func(*storagedriver.WalkOptions)) error {
+	return storagedriver.WalkFallback(ctx, d, p, f, options...)
+}

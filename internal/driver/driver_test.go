@@ -1,0 +1,164 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/testsuites"
+	"github.com/ipfs/boxo/files"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/ipfs/embedded"
+	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
+)
+
+// node is one embedded IPFS node for all tests in this package; each driver gets its own
+// MFS root directory on it.
+var node ipfs.Node
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "disco-driver-test")
+	if err != nil {
+		panic(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	n, err := embedded.Open(ctx, embedded.Options{Path: dir, Swarm: []string{"/ip4/127.0.0.1/tcp/0"}})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	node = n
+	code := m.Run()
+	n.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newDriver(t testing.TB) *Driver {
+	d, err := New(node, fmt.Sprintf("/%s-%d", t.Name(), time.Now().UnixNano()), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestSuite runs Distribution's shared storage driver suite.
+func TestSuite(t *testing.T) {
+	d := newDriver(t)
+	testsuites.Driver(t, func() (storagedriver.StorageDriver, error) { return d, nil }, false)
+}
+
+// writeChunks uploads b through Writer in pieces of the given sizes, closing and
+// reopening the writer between pieces as Distribution does between PATCH requests.
+func writeChunks(t *testing.T, d *Driver, p string, b []byte, sizes ...int) {
+	t.Helper()
+	ctx := context.Background()
+	off := 0
+	for i, size := range append(sizes, len(b)) {
+		w, err := d.Writer(ctx, p, i > 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Size() != int64(off) {
+			t.Fatalf("reopened writer at %d, want %d", w.Size(), off)
+		}
+		end := min(off+size, len(b))
+		if _, err := w.Write(b[off:end]); err != nil {
+			t.Fatal(err)
+		}
+		off = end
+		if off == len(b) {
+			if err := w.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if off == len(b) {
+			return
+		}
+	}
+}
+
+// TestChunkingDoesNotChangeCID uploads the same bytes whole and in chunks of several
+// sizes, and checks that every upload ends as the DAG a plain import of the bytes gives.
+func TestChunkingDoesNotChangeCID(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	b := ipfstest.Content(3<<20+12345, 7)
+	want, err := node.Add(ctx, files.NewBytesFile(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, sizes := range [][]int{nil, {1}, {5 << 20}, {1000, 1 << 20, 77}, {1 << 20, 1 << 20, 1 << 20}} {
+		p := fmt.Sprintf("/uploads/%d/data", i)
+		writeChunks(t, d, p, b, sizes...)
+		e, err := node.Stat(ctx, d.StorageDriver.(*driver).mfs(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.CID != want {
+			t.Errorf("chunks %v: CID %s, want %s", sizes, e.CID, want)
+		}
+		got, err := d.GetContent(ctx, p)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("chunks %v: content differs (%v)", sizes, err)
+		}
+	}
+}
+
+// TestUploadSurvivesRestart resumes an upload with a new driver on the same spool, as
+// after a restart of Disco.
+func TestUploadSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	spool := t.TempDir()
+	root := fmt.Sprintf("/restart-%d", time.Now().UnixNano())
+	d, err := New(node, root, spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := d.Writer(ctx, "/u/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "hello, ")
+	w.Close()
+
+	d, err = New(node, root, spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err = d.Writer(ctx, "/u/data", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Size() != 7 {
+		t.Fatalf("resumed at %d, want 7", w.Size())
+	}
+	io.WriteString(w, "world")
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if got, err := d.GetContent(ctx, "/u/data"); string(got) != "hello, world" {
+		t.Errorf("got %q, %v", got, err)
+	}
+	// Deleting an upload's directory removes what is spooled below it.
+	w, _ = d.Writer(ctx, "/u2/data", false)
+	io.WriteString(w, "x")
+	w.Close()
+	if err := d.Delete(ctx, "/u2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(spool + "/u2"); !os.IsNotExist(err) {
+		t.Errorf("spool not removed: %v", err)
+	}
+}
