@@ -1,0 +1,242 @@
+// Package config reads Disco's configuration: Distribution's YAML with Disco's keys added,
+// in the layout the original Disco used. It is read once at start-up; every error names
+// the key at fault.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+
+	"github.com/distribution/distribution/v3/configuration"
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// DefaultPort is the registry's port unless $DISCO_PORT says otherwise.
+const DefaultPort = 1970
+
+// Config is Disco's configuration.
+type Config struct {
+	// File is the file the configuration came from; empty for the built-in defaults.
+	File string
+	// Registry is Distribution's part of the configuration.
+	Registry *configuration.Configuration
+	// Net and Addr are where the registry listens ("tcp", ":1970").
+	Net, Addr string
+	// IPFS is storage.ipfs.
+	IPFS IPFS
+	// Disco is the disco section.
+	Disco Disco
+}
+
+// IPFS is the storage.ipfs section.
+type IPFS struct {
+	// Node configures the embedded IPFS node.
+	Node Node `yaml:"node"`
+	// Router lists remote Kubo nodes (the original Disco's storage.ipfs.router).
+	Router struct {
+		Nodes []struct {
+			URL string `yaml:"url"`
+		} `yaml:"nodes"`
+	} `yaml:"router"`
+	// Cache, CacheOnly and Redirect are the original Disco's secondary cache.
+	Cache     map[string]any `yaml:"cache"`
+	CacheOnly bool           `yaml:"cacheonly"`
+	Redirect  string         `yaml:"redirect"`
+	// RootDirectory is the MFS directory the registry's files are kept under.
+	RootDirectory string `yaml:"rootdirectory"`
+	// Uploads is the local directory for uploads in progress.
+	Uploads string `yaml:"uploads"`
+}
+
+// Node is storage.ipfs.node.
+type Node struct {
+	Path   string   `yaml:"path"`
+	Swarm  []string `yaml:"swarm"`
+	Peers  []string `yaml:"peers"`
+	Public bool     `yaml:"public"`
+}
+
+// Disco is the disco section.
+type Disco struct {
+	// NoClone serves only what is already in the local node: no pulls by CID from the
+	// network.
+	NoClone bool `yaml:"noclone"`
+}
+
+// Path returns the file to read: $REGISTRY_CONFIGURATION_PATH, else ~/.disco/config.yaml.
+// explicit reports whether the environment named it.
+func Path(getenv func(string) string) (path string, explicit bool) {
+	if p := getenv("REGISTRY_CONFIGURATION_PATH"); p != "" {
+		return p, true
+	}
+	return filepath.Join(getenv("HOME"), ".disco", "config.yaml"), false
+}
+
+// Load reads the configuration file, or returns the built-in defaults when there is none.
+// A file named by $REGISTRY_CONFIGURATION_PATH must exist.
+func Load(getenv func(string) string) (*Config, error) {
+	path, explicit := Path(getenv)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		return Parse(nil, getenv)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.File = path
+	return c, nil
+}
+
+// Parse parses a configuration file's contents; empty data gives the defaults. Environment
+// variables override Distribution's keys as in Distribution (REGISTRY_HTTP_SECRET, ...).
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, err
+	}
+	if err := checkKeys(&root, reflect.TypeFor[file](), ""); err != nil {
+		return nil, err
+	}
+	doc, err := withDefaults(&root)
+	if err != nil {
+		return nil, err
+	}
+	var ours struct {
+		Storage struct {
+			IPFS IPFS `yaml:"ipfs"`
+		} `yaml:"storage"`
+		Disco Disco `yaml:"disco"`
+	}
+	if err := doc.Decode(&ours); err != nil {
+		return nil, err
+	}
+	normalized, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := configuration.Parse(bytes.NewReader(normalized))
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{Registry: reg, IPFS: ours.Storage.IPFS, Disco: ours.Disco}
+	if err := c.resolve(getenv); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// withDefaults returns the document's top mapping with version and storage.ipfs present.
+func withDefaults(root *yaml.Node) (*yaml.Node, error) {
+	if root.Kind == 0 { // empty file
+		root.Kind = yaml.DocumentNode
+		root.Content = []*yaml.Node{{Kind: yaml.MappingNode}}
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		return nil, errors.New("want a YAML mapping at the top")
+	}
+	if child(doc, "version") == nil {
+		add(doc, "version", &yaml.Node{Kind: yaml.ScalarNode, Value: "0.1"})
+	}
+	storage := child(doc, "storage")
+	if storage == nil {
+		storage = add(doc, "storage", &yaml.Node{Kind: yaml.MappingNode})
+	}
+	if storage.Kind == yaml.ScalarNode && storage.Value == "ipfs" {
+		*storage = yaml.Node{Kind: yaml.MappingNode}
+	}
+	if child(storage, "ipfs") == nil {
+		add(storage, "ipfs", &yaml.Node{Kind: yaml.MappingNode})
+	}
+	return doc, nil
+}
+
+func child(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func add(m *yaml.Node, key string, v *yaml.Node) *yaml.Node {
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, v)
+	return v
+}
+
+// resolve fills in defaults that depend on the environment and checks values.
+func (c *Config) resolve(getenv func(string) string) error {
+	home := getenv("HOME")
+	if c.IPFS.Node.Path == "" {
+		c.IPFS.Node.Path = filepath.Join(home, ".disco", "ipfs")
+	}
+	if c.IPFS.Uploads == "" {
+		c.IPFS.Uploads = filepath.Join(home, ".disco", "uploads")
+	}
+	if c.IPFS.Node.Swarm == nil {
+		c.IPFS.Node.Swarm = []string{"/ip4/127.0.0.1/tcp/4001"}
+	}
+	if len(c.IPFS.Router.Nodes) > 0 {
+		return errors.New("storage.ipfs.router.nodes: remote Kubo nodes are not supported yet; " +
+			"remove the key to use the embedded node (storage.ipfs.node)")
+	}
+	for key, set := range map[string]bool{
+		"storage.ipfs.cache":     c.IPFS.Cache != nil,
+		"storage.ipfs.cacheonly": c.IPFS.CacheOnly,
+		"storage.ipfs.redirect":  c.IPFS.Redirect != "",
+	} {
+		if set {
+			return fmt.Errorf("%s: the secondary cache is not supported yet; remove the key", key)
+		}
+	}
+	switch f := c.Registry.Log.Formatter; f {
+	case "", "text", "json", "logstash":
+	default:
+		return fmt.Errorf("log.formatter: unknown formatter %q (want text, json or logstash)", f)
+	}
+	return c.listen(getenv("DISCO_PORT"))
+}
+
+// listen works out where the registry listens. The port is $DISCO_PORT or 1970, as in the
+// original Disco, whose http.addr named an internal server; a host in http.addr is kept.
+func (c *Config) listen(port string) error {
+	c.Net = c.Registry.HTTP.Net
+	if c.Net == "" {
+		c.Net = "tcp"
+	}
+	if c.Net == "unix" {
+		if c.Registry.HTTP.Addr == "" {
+			return errors.New("http.addr: a unix socket path is needed with http.net: unix")
+		}
+		c.Addr = c.Registry.HTTP.Addr
+		return nil
+	}
+	if port == "" {
+		port = strconv.Itoa(DefaultPort)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("DISCO_PORT: %q is not a port number", port)
+	}
+	var host string
+	if a := c.Registry.HTTP.Addr; a != "" {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("http.addr: %w", err)
+		}
+		host = h
+	}
+	c.Addr = net.JoinHostPort(host, port)
+	return nil
+}

@@ -1,0 +1,141 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(nil, env(map[string]string{"HOME": "/home/u"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Net != "tcp" || c.Addr != ":1970" {
+		t.Errorf("listen = %s %s, want tcp :1970", c.Net, c.Addr)
+	}
+	if c.IPFS.Node.Path != "/home/u/.disco/ipfs" || c.IPFS.Uploads != "/home/u/.disco/uploads" {
+		t.Errorf("paths = %s, %s", c.IPFS.Node.Path, c.IPFS.Uploads)
+	}
+	if c.IPFS.Node.Public || len(c.IPFS.Node.Swarm) != 1 || c.IPFS.Node.Swarm[0] != "/ip4/127.0.0.1/tcp/4001" {
+		t.Errorf("node = %+v", c.IPFS.Node)
+	}
+	if c.Registry.Storage.Type() != "ipfs" {
+		t.Errorf("storage type = %q", c.Registry.Storage.Type())
+	}
+}
+
+// originalStyle uses the keys of the original Disco's example configuration, without the
+// remote nodes and cache it documents as options.
+const originalStyle = `
+version: 0.1
+log:
+  level: debug
+  fields:
+    service: disco
+    environment: development
+storage:
+  ipfs:
+    node:
+      path: /var/lib/disco/ipfs
+      peers:
+        - /ip4/127.0.0.1/tcp/4002/p2p/12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK
+  maintenance:
+    uploadpurging:
+      enabled: false
+  delete:
+    enabled: true
+disco:
+  noclone: true
+http:
+  addr: 127.0.0.1:5000
+  debug:
+    addr: :5050
+    prometheus:
+      enabled: true
+      path: /metrics
+  headers:
+    X-Content-Type-Options: [nosniff]
+`
+
+func TestOriginalStyle(t *testing.T) {
+	// Distribution reads its REGISTRY_* overrides from the process environment.
+	t.Setenv("REGISTRY_HTTP_SECRET", "s3cret")
+	c, err := Parse([]byte(originalStyle), env(map[string]string{"DISCO_PORT": "2000"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:2000" {
+		t.Errorf("Addr = %s: want the host of http.addr and the port of DISCO_PORT", c.Addr)
+	}
+	if !c.Disco.NoClone || c.IPFS.Node.Path != "/var/lib/disco/ipfs" || len(c.IPFS.Node.Peers) != 1 {
+		t.Errorf("disco keys not read: %+v %+v", c.Disco, c.IPFS.Node)
+	}
+	if c.Registry.HTTP.Secret != "s3cret" {
+		t.Errorf("REGISTRY_HTTP_SECRET not applied")
+	}
+	if !c.Registry.HTTP.Debug.Prometheus.Enabled || c.Registry.Log.Level != "debug" {
+		t.Errorf("Distribution keys not read: %+v", c.Registry.HTTP.Debug)
+	}
+	if d := c.Registry.Storage["delete"]; d["enabled"] != true {
+		t.Errorf("storage.delete = %v", d)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	for _, tt := range []struct{ yaml, env, want string }{
+		{"http:\n  debug:\n    prometheus:\n      enabld: true\n", "", `"http.debug.prometheus.enabld"`},
+		{"storage:\n  filesystem:\n    rootdirectory: /x\n", "", `"storage.filesystem"`},
+		{"storage:\n  ipfs:\n    nod: {}\n", "", `"storage.ipfs.nod"`},
+		{"storage:\n  delete:\n    enable: true\n", "", `"storage.delete.enable"`},
+		{"disco:\n  noclon: true\n", "", `"disco.noclon"`},
+		{"storage:\n  ipfs:\n    router:\n      nodes:\n        - url: http://localhost:5001\n", "", "storage.ipfs.router.nodes"},
+		{"storage:\n  ipfs:\n    redirect: https://x\n", "", "storage.ipfs.redirect"},
+		{"log:\n  formatter: xml\n", "", "log.formatter"},
+		{"http:\n  addr: nonsense\n", "", "http.addr"},
+		{"", "70000", "DISCO_PORT"},
+		{"disco:\n  noclone: maybe\n", "", "disco.noclone"},
+		{"storage:\n  tag:\n    concurrencylimit: lots\n", "", "storage.tag.concurrencylimit"},
+		{"- a\n- b\n", "", "mapping"},
+	} {
+		_, err := Parse([]byte(tt.yaml), env(map[string]string{"DISCO_PORT": tt.env}))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want an error naming %s", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	home := t.TempDir()
+	c, err := Load(env(map[string]string{"HOME": home}))
+	if err != nil || c.File != "" {
+		t.Fatalf("no file: %v, %q; want the defaults", err, c.File)
+	}
+	if _, err := Load(env(map[string]string{"HOME": home, "REGISTRY_CONFIGURATION_PATH": home + "/missing.yaml"})); err == nil {
+		t.Error("a missing file named by REGISTRY_CONFIGURATION_PATH was not an error")
+	}
+	p := filepath.Join(home, ".disco", "config.yaml")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, []byte("disco:\n  noclone: true\n"), 0o644)
+	c, err = Load(env(map[string]string{"HOME": home}))
+	if err != nil || c.File != p || !c.Disco.NoClone {
+		t.Errorf("Load = %+v, %v; want %s read", c, err, p)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(originalStyle))
+	f.Add([]byte("storage: ipfs\n"))
+	f.Add([]byte("version: 0.1\nstorage:\n  ipfs:\n    node:\n      swarm: [a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, env(nil))
+		if err == nil && (c.Registry == nil || c.Addr == "") {
+			t.Errorf("Parse(%q) gave an incomplete config", data)
+		}
+	})
+}
