@@ -1,0 +1,151 @@
+// Command disco is a container registry that keeps everything in IPFS.
+//
+//	disco          serve the registry (the default)
+//	disco version  print the version
+//	disco id       print the IPFS node's identity as JSON
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/discoregistry/disco/internal/config"
+	"github.com/discoregistry/disco/internal/ipfs/embedded"
+	"github.com/discoregistry/disco/internal/server"
+)
+
+const usage = `usage: disco [serve | version | id]
+
+  serve    serve the registry (the default)
+  version  print the version
+  id       print the IPFS node's identity as JSON
+
+Configuration is read from $REGISTRY_CONFIGURATION_PATH, else ~/.disco/config.yaml;
+without either, built-in defaults apply. The registry listens on $DISCO_PORT (default 1970).
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "disco:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	if len(args) > 1 {
+		return fmt.Errorf("unexpected arguments %q\n%s", args[1:], usage)
+	}
+	switch cmd {
+	case "serve":
+		return serve(getenv, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "id":
+		return printID(getenv, stdout)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+}
+
+func nodeOptions(c *config.Config) embedded.Options {
+	n := c.IPFS.Node
+	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public}
+}
+
+func printID(getenv func(string) string, stdout io.Writer) error {
+	c, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	id, err := embedded.ReadIdentity(nodeOptions(c))
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(id)
+}
+
+func serve(getenv func(string) string, stderr io.Writer) (err error) {
+	c, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, stderr)
+	if c.File == "" {
+		path, _ := config.Path(getenv)
+		log.Info("no configuration file, using built-in defaults", "looked_for", path)
+	} else {
+		log.Info("configuration read", "file", c.File)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills at once
+	}()
+
+	node, err := embedded.Open(ctx, nodeOptions(c))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := node.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close ipfs node: %w", cerr))
+		}
+		log.Info("stopped")
+	}()
+	id, err := node.Identity(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("ipfs node started", "id", id.ID, "addresses", id.Addresses, "public", c.IPFS.Node.Public)
+
+	srv, err := server.New(ctx, c, node, log)
+	if err != nil {
+		return err
+	}
+	ln, err := srv.Listen()
+	if err != nil {
+		return err
+	}
+	log.Info("registry listening", "addr", ln.Addr().String(), "version", versionString())
+	return srv.Serve(ctx, ln)
+}
+
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "disco (unknown version)"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && (v == "" || v == "(devel)") {
+			v = "devel-" + s.Value[:min(12, len(s.Value))]
+		}
+	}
+	deps := ""
+	for _, d := range bi.Deps {
+		switch d.Path {
+		case "github.com/distribution/distribution/v3", "github.com/ipfs/kubo":
+			deps += ", " + d.Path + " " + d.Version
+		}
+	}
+	return fmt.Sprintf("disco %s (%s%s)", v, bi.GoVersion, deps)
+}

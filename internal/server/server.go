@@ -1,0 +1,200 @@
+// Package server serves the registry: Distribution's app with Disco's handlers around it,
+// on the listener, TLS and debug settings of Disco's configuration.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/health"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/distribution/distribution/v3/registry/listener"
+	metrics "github.com/docker/go-metrics"
+	gorhandlers "github.com/gorilla/handlers"
+
+	"github.com/discoregistry/disco/internal/config"
+	"github.com/discoregistry/disco/internal/driver"
+	"github.com/discoregistry/disco/internal/ipfs"
+)
+
+const defaultDrainTimeout = 30 * time.Second
+
+// Server is a running registry.
+type Server struct {
+	cfg    *config.Config
+	app    *handlers.App
+	http   *http.Server
+	debug  *http.Server
+	health *health.Registry
+	log    *slog.Logger
+}
+
+// New builds the registry on node. It does not listen yet.
+func New(ctx context.Context, cfg *config.Config, node ipfs.Node, log *slog.Logger) (*Server, error) {
+	reg := cfg.Registry
+	reg.Storage[driver.Name] = configuration.Parameters{
+		driver.ParamNode:    node,
+		driver.ParamRoot:    cfg.IPFS.RootDirectory,
+		driver.ParamUploads: cfg.IPFS.Uploads,
+	}
+	app, err := newApp(ctx, reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, app: app, health: health.NewRegistry(), log: log}
+	app.RegisterHealthChecks(s.health)
+	s.health.Register("ipfs", health.CheckFunc(func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := node.Stat(ctx, "/")
+		return err
+	}))
+
+	var h http.Handler = app
+	h = durable(h, node, log)
+	h = s.withHealth(h)
+	h = recoverPanics(h, log)
+	if !reg.Log.AccessLog.Disabled {
+		h = gorhandlers.CombinedLoggingHandler(os.Stdout, h)
+	}
+	tlsConf, err := tlsConfig(reg.HTTP)
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{Handler: h, TLSConfig: tlsConf, ReadHeaderTimeout: time.Minute}
+	if reg.HTTP.H2C.Enabled {
+		s.http.Protocols = new(http.Protocols)
+		s.http.Protocols.SetHTTP1(true)
+		s.http.Protocols.SetHTTP2(!reg.HTTP.HTTP2.Disabled)
+		s.http.Protocols.SetUnencryptedHTTP2(true)
+	}
+	if reg.HTTP.Debug.Addr != "" {
+		s.debug = &http.Server{Addr: reg.HTTP.Debug.Addr, Handler: s.debugMux(), ReadHeaderTimeout: time.Minute}
+	}
+	return s, nil
+}
+
+// newApp builds Distribution's app, which panics on settings it cannot use.
+func newApp(ctx context.Context, reg *configuration.Configuration) (app *handlers.App, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("registry configuration: %v", r)
+		}
+	}()
+	return handlers.NewApp(ctx, reg), nil
+}
+
+// Listen opens the registry's listener.
+func (s *Server) Listen() (net.Listener, error) {
+	ln, err := listener.NewListener(s.cfg.Net, s.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return ln, nil
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: requests in flight get
+// http.draintimeout (default 30s) to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	errs := make(chan error, 2)
+	go func() {
+		if s.http.TLSConfig != nil {
+			errs <- s.http.ServeTLS(ln, "", "")
+		} else {
+			errs <- s.http.Serve(ln)
+		}
+	}()
+	if s.debug != nil {
+		go func() { errs <- s.debug.ListenAndServe() }()
+		s.log.Info("debug server listening", "addr", s.debug.Addr)
+	}
+	var err error
+	select {
+	case err = <-errs:
+	case <-ctx.Done():
+	}
+	drain := s.cfg.Registry.HTTP.DrainTimeout
+	if drain == 0 {
+		drain = defaultDrainTimeout
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+	defer cancel()
+	s.log.Info("shutting down", "drain", drain)
+	err = errors.Join(err, s.http.Shutdown(sctx))
+	if s.debug != nil {
+		err = errors.Join(err, s.debug.Shutdown(sctx))
+	}
+	err = errors.Join(err, s.app.Shutdown())
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// withHealth answers "/" (the process is up) and /debug/health (its checks pass).
+func (s *Server) withHealth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/":
+			w.Header().Set("Cache-Control", "no-cache")
+			w.WriteHeader(http.StatusOK)
+		case "/debug/health":
+			s.serveHealth(w, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	checks := s.health.CheckStatus(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	if len(checks) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(checks)
+}
+
+func (s *Server) debugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/health", s.serveHealth)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if p := s.cfg.Registry.HTTP.Debug.Prometheus; p.Enabled {
+		path := p.Path
+		if path == "" {
+			path = "/metrics"
+		}
+		mux.Handle(path, metrics.Handler())
+	}
+	return mux
+}
+
+// recoverPanics turns a panic in a handler into an OCI error reply and a log line.
+func recoverPanics(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
+				errcode.ServeJSON(w, errcode.ErrorCodeUnknown.WithDetail("internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
