@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 
 	"github.com/distribution/distribution/v3/configuration"
 	yaml "go.yaml.in/yaml/v3"
@@ -185,6 +186,8 @@ func (c *Config) resolve(getenv func(string) string) error {
 	if c.IPFS.Uploads == "" {
 		c.IPFS.Uploads = filepath.Join(home, ".disco", "uploads")
 	}
+	c.IPFS.Node.Path = expandHome(c.IPFS.Node.Path, home)
+	c.IPFS.Uploads = expandHome(c.IPFS.Uploads, home)
 	if c.IPFS.Node.Swarm == nil {
 		c.IPFS.Node.Swarm = []string{"/ip4/127.0.0.1/tcp/4001"}
 	}
@@ -239,4 +242,12 @@ func (c *Config) listen(port string) error {
 	}
 	c.Addr = net.JoinHostPort(host, port)
 	return nil
+}
+
+// expandHome replaces a leading ~/ with the home directory.
+func expandHome(p, home string) string {
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		return filepath.Join(home, rest)
+	}
+	return p
 }

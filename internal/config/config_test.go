@@ -121,10 +121,13 @@ func TestLoad(t *testing.T) {
 	}
 	p := filepath.Join(home, ".disco", "config.yaml")
 	os.MkdirAll(filepath.Dir(p), 0o755)
-	os.WriteFile(p, []byte("disco:\n  noclone: true\n"), 0o644)
+	os.WriteFile(p, []byte("disco:\n  noclone: true\nstorage:\n  ipfs:\n    node:\n      path: ~/n\n"), 0o644)
 	c, err = Load(env(map[string]string{"HOME": home}))
 	if err != nil || c.File != p || !c.Disco.NoClone {
 		t.Errorf("Load = %+v, %v; want %s read", c, err, p)
+	}
+	if c.IPFS.Node.Path != filepath.Join(home, "n") {
+		t.Errorf("~/n gave %s", c.IPFS.Node.Path)
 	}
 }
 
