@@ -1,0 +1,171 @@
+// Command discobench measures Disco against the registry of the Distribution release it
+// is built on, with a real client (go-containerregistry) and the same workloads, in one
+// run, and prints each figure with the ratio disco/reference.
+//
+//	go run ./cmd/discobench [-size MiB] [-n images] [-runs n] [-keep]
+//
+// It builds ./cmd/disco and Distribution's cmd/registry, starts both on free loopback
+// ports (the reference on the filesystem driver), each in a temporary directory, and
+// stops them by PID at the end. Progress goes to stderr, the figures to stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+func main() {
+	size := flag.Int64("size", 256, "size of the big image's layer, in MiB")
+	n := flag.Int("n", 50, "number of small images (one 4 KiB layer each)")
+	runs := flag.Int("runs", 3, "runs of each workload on each registry; the median is reported")
+	keep := flag.Bool("keep", false, "keep the temporary directory (binaries, configs, data, logs)")
+	flag.Parse()
+	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *size<<20, *n, *runs, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "discobench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
+	tmp, err := os.MkdirTemp("", "discobench-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if keep {
+			progress("kept %s", tmp)
+		} else {
+			err = errors.Join(err, os.RemoveAll(tmp))
+		}
+	}()
+
+	progress("building disco")
+	disco := filepath.Join(tmp, "disco")
+	if err := buildDisco(ctx, disco); err != nil {
+		return err
+	}
+	progress("building the reference, %s cmd/registry", referenceModule)
+	reference := filepath.Join(tmp, "registry")
+	if err := buildReference(ctx, reference); err != nil {
+		return err
+	}
+
+	var started []*registry
+	defer func() {
+		for _, r := range started {
+			err = errors.Join(err, r.stop())
+		}
+	}()
+	newSide := func(name, bin string, start func(context.Context, string, string) (*registry, error)) (*side, error) {
+		s := &side{name: name}
+		s.newRegistry = func(ctx context.Context) (*registry, error) {
+			dir := filepath.Join(tmp, fmt.Sprintf("%s-%d", name, len(started)))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return nil, err
+			}
+			r, err := start(ctx, bin, dir)
+			if r != nil && r.cmd != nil {
+				started = append(started, r)
+			}
+			if err == nil {
+				progress("%s: pid %d, http://%s, log %s", name, r.cmd.Process.Pid, r.host, filepath.Join(dir, "log"))
+				if r.debug != "" {
+					progress("%s: pprof at http://%s/debug/pprof/", name, r.debug)
+				}
+			}
+			return r, err
+		}
+		var err error
+		s.reg, err = s.newRegistry(ctx)
+		return s, err
+	}
+	d, err := newSide("disco", disco, startDisco)
+	if err != nil {
+		return err
+	}
+	r, err := newSide("reference", reference, startReference)
+	if err != nil {
+		return err
+	}
+
+	ws := newWorkloads(size, n).list()
+	values := map[string]map[string][]float64{} // figure, side: one value per run
+	for i := range runs {
+		// Alternate which registry goes first, so that a trend in the machine's load
+		// (a build starting next door) hits both alike.
+		sides := []*side{d, r}
+		if i%2 == 1 {
+			slices.Reverse(sides)
+		}
+		for _, w := range ws {
+			for _, s := range sides {
+				vs, err := w.run(ctx, s)
+				if err != nil {
+					return errors.Join(fmt.Errorf("%s on %s: %w", w.figures[0].name, s.name, err), s.reg.alive())
+				}
+				for j, f := range w.figures {
+					if values[f.name] == nil {
+						values[f.name] = map[string][]float64{}
+					}
+					values[f.name][s.name] = append(values[f.name][s.name], vs[j])
+					progress("run %d/%d  %-20s %-9s %8.1f %s", i+1, runs, f.name, s.name, vs[j], f.unit)
+				}
+			}
+		}
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	for _, w := range ws {
+		for _, f := range w.figures {
+			report(tw, f, median(values[f.name]["disco"]), median(values[f.name]["reference"]))
+		}
+	}
+	return tw.Flush()
+}
+
+func report(tw *tabwriter.Writer, f figure, disco, ref float64) {
+	ratio := disco / ref
+	var target string
+	ok := true
+	switch {
+	case f.minRatio > 0:
+		target = fmt.Sprintf("target >= %.2f", f.minRatio)
+		ok = ratio >= f.minRatio
+	case f.maxDisco > 0:
+		target = fmt.Sprintf("target disco <= %.0f %s", f.maxDisco, f.unit)
+		ok = disco <= f.maxDisco
+	}
+	verdict := "ok"
+	if !ok {
+		verdict = "below target"
+	}
+	fmt.Fprintf(tw, "%s\tdisco %.1f %s\treference %.1f %s\tratio %.2f\t%s\t%s\n",
+		f.name, disco, f.unit, ref, f.unit, ratio, target, verdict)
+}
+
+func median(vs []float64) float64 {
+	s := slices.Sorted(slices.Values(vs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}

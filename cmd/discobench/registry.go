@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A registry is a registry process on a free loopback port, started and stopped by its
+// PID. Its config, data and log are in dir.
+type registry struct {
+	name  string
+	dir   string
+	host  string // 127.0.0.1:port
+	debug string // debug address with /debug/pprof/, if any
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when the process has exited
+}
+
+// startDisco starts disco with its own HOME in dir and an embedded node on loopback.
+func startDisco(ctx context.Context, bin, dir string) (*registry, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	debug, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	r := &registry{name: "disco", dir: dir, host: fmt.Sprintf("127.0.0.1:%d", port),
+		debug: fmt.Sprintf("127.0.0.1:%d", debug)}
+	// http.addr gives only the host; the port is $DISCO_PORT.
+	config := fmt.Sprintf(`version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  ipfs:
+    node:
+      swarm: [/ip4/127.0.0.1/tcp/0]
+http:
+  addr: 127.0.0.1:5000
+  debug: {addr: %s}
+`, r.debug)
+	env := []string{"HOME=" + dir, "DISCO_PORT=" + strconv.Itoa(port)}
+	return r, r.start(ctx, bin, config, env)
+}
+
+// startReference starts Distribution's registry with the filesystem driver in dir.
+func startReference(ctx context.Context, bin, dir string) (*registry, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	r := &registry{name: "reference", dir: dir, host: fmt.Sprintf("127.0.0.1:%d", port)}
+	config := fmt.Sprintf(`version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: %s}
+  delete: {enabled: true}
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), r.host)
+	return r, r.start(ctx, bin, config, []string{"HOME=" + dir})
+}
+
+// start writes the config, starts "bin serve" with $REGISTRY_CONFIGURATION_PATH naming
+// it (both registries read that) and waits until GET /v2/ answers 200.
+func (r *registry) start(ctx context.Context, bin, config string, env []string) error {
+	cfg := filepath.Join(r.dir, "config.yml")
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
+		return err
+	}
+	log, err := os.Create(filepath.Join(r.dir, "log"))
+	if err != nil {
+		return err
+	}
+	defer log.Close() // the child has its own copy
+	r.cmd = exec.Command(bin, "serve")
+	r.cmd.Env = append(cleanEnv(), append(env, "REGISTRY_CONFIGURATION_PATH="+cfg)...)
+	r.cmd.Stdout, r.cmd.Stderr = log, log
+	// Its own process group, so that Ctrl-C reaches discobench only and discobench stops
+	// the registry; and a SIGTERM should discobench die without doing so.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := r.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", r.name, err)
+	}
+	r.done = make(chan struct{})
+	go func() { r.cmd.Wait(); close(r.done) }()
+
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get("http://" + r.host + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-r.done:
+			return fmt.Errorf("%s exited at start-up (%v); its log:\n%s", r.name, r.cmd.ProcessState, r.logTail())
+		case <-ctx.Done():
+			r.stop()
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			r.stop()
+			return fmt.Errorf("%s did not answer GET /v2/ within 2 minutes; its log:\n%s", r.name, r.logTail())
+		}
+	}
+}
+
+// stop sends SIGTERM and, after 30s, SIGKILL.
+func (r *registry) stop() error {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return nil
+	}
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-r.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		r.cmd.Process.Kill()
+		<-r.done
+		return fmt.Errorf("%s (pid %d) ignored SIGTERM for 30s, killed", r.name, r.cmd.Process.Pid)
+	}
+}
+
+// alive reports an error if the process has exited.
+func (r *registry) alive() error {
+	select {
+	case <-r.done:
+		return fmt.Errorf("%s exited (%v); its log:\n%s", r.name, r.cmd.ProcessState, r.logTail())
+	default:
+		return nil
+	}
+}
+
+// resetPeakRSS resets the process's peak resident set size (VmHWM).
+func (r *registry) resetPeakRSS() error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", r.cmd.Process.Pid), []byte("5"), 0)
+}
+
+// peakRSS returns the process's peak resident set size in MiB.
+func (r *registry) peakRSS() (float64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", r.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/<pid>/status")
+}
+
+func (r *registry) logTail() string {
+	data, _ := os.ReadFile(filepath.Join(r.dir, "log"))
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return "  " + strings.Join(lines[max(0, len(lines)-20):], "\n  ")
+}
+
+// cleanEnv is discobench's environment without variables that would change how a
+// registry is configured.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REGISTRY_") && !strings.HasPrefix(kv, "DISCO_") &&
+			!strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "IPFS_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
