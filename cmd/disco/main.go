@@ -16,7 +16,10 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/discoregistry/disco/internal/config"
+	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
 	"github.com/discoregistry/disco/internal/server"
 )
@@ -117,7 +120,21 @@ func serve(getenv func(string) string, stderr io.Writer) (err error) {
 	}
 	log.Info("ipfs node started", "id", id.ID, "addresses", id.Addresses, "public", c.IPFS.Node.Public)
 
-	srv, err := server.New(ctx, c, node, log)
+	g, err := global.New(global.Options{
+		Node:         node,
+		Root:         c.IPFS.RootDirectory,
+		HashesOnly:   c.Disco.HashesOnly,
+		NoClone:      c.Disco.NoClone,
+		CloneTimeout: c.Disco.CloneTimeout,
+		Log:          log,
+		Metrics:      prometheus.DefaultRegisterer,
+	})
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+
+	srv, err := server.New(ctx, c, node, g, log)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	yaml "go.yaml.in/yaml/v3"
@@ -69,6 +70,11 @@ type Disco struct {
 	// NoClone serves only what is already in the local node: no pulls by CID from the
 	// network.
 	NoClone bool `yaml:"noclone"`
+	// CloneTimeout bounds the wait for the network to answer for a CID (default 30s).
+	CloneTimeout time.Duration `yaml:"clonetimeout"`
+	// HashesOnly removes a pushed name once the image is filed under its digest and CID,
+	// as the original Disco did.
+	HashesOnly bool `yaml:"hashesonly"`
 }
 
 // Path returns the file to read: $REGISTRY_CONFIGURATION_PATH, else ~/.disco/config.yaml.
@@ -203,6 +209,9 @@ func (c *Config) resolve(getenv func(string) string) error {
 		if set {
 			return fmt.Errorf("%s: the secondary cache is not supported yet; remove the key", key)
 		}
+	}
+	if c.Disco.CloneTimeout < 0 {
+		return errors.New("disco.clonetimeout: must not be negative")
 	}
 	switch f := c.Registry.Log.Formatter; f {
 	case "", "text", "json", "logstash":

@@ -142,3 +142,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestDiscoSection(t *testing.T) {
+	c, err := Parse([]byte("disco:\n  clonetimeout: 5s\n  hashesonly: true\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Disco.CloneTimeout.Seconds() != 5 || !c.Disco.HashesOnly {
+		t.Errorf("disco = %+v", c.Disco)
+	}
+	if _, err := Parse([]byte("disco:\n  clonetimeout: soon\n"), env(nil)); err == nil || !strings.Contains(err.Error(), "disco.clonetimeout") {
+		t.Errorf("a bad duration gave %v", err)
+	}
+}

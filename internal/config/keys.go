@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	yaml "go.yaml.in/yaml/v3"
@@ -60,6 +62,13 @@ func checkKeys(n *yaml.Node, t reflect.Type, at string) error {
 	}
 	if reflect.PointerTo(t).Implements(yamlV2Unmarshaler) && t != reflect.TypeFor[configuration.Storage]() {
 		return nil // a syntax of its own, checked by its decoder
+	}
+	if t == reflect.TypeFor[time.Duration]() {
+		_, err := time.ParseDuration(n.Value)
+		if _, ierr := strconv.ParseInt(n.Value, 10, 64); err != nil && ierr != nil && n.Kind == yaml.ScalarNode {
+			return fmt.Errorf("%s: %q is not a duration such as 30s (line %d)", at, n.Value, n.Line)
+		}
+		return nil
 	}
 	switch t.Kind() {
 	case reflect.Bool, reflect.Int, reflect.Int32, reflect.Uint, reflect.Uint32, reflect.Uint64:

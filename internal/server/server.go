@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/driver"
+	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
@@ -39,14 +42,19 @@ type Server struct {
 	log    *slog.Logger
 }
 
-// New builds the registry on node. It does not listen yet.
-func New(ctx context.Context, cfg *config.Config, node ipfs.Node, log *slog.Logger) (*Server, error) {
+// New builds the registry on node, with g for global addressing. It does not listen yet.
+func New(ctx context.Context, cfg *config.Config, node ipfs.Node, g *global.Global, log *slog.Logger) (*Server, error) {
 	reg := cfg.Registry
 	reg.Storage[driver.Name] = configuration.Parameters{
 		driver.ParamNode:    node,
 		driver.ParamRoot:    cfg.IPFS.RootDirectory,
 		driver.ParamUploads: cfg.IPFS.Uploads,
 	}
+	reg.Middleware = maps.Clone(reg.Middleware)
+	if reg.Middleware == nil {
+		reg.Middleware = map[string][]configuration.Middleware{}
+	}
+	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware())
 	app, err := newApp(ctx, reg)
 	if err != nil {
 		return nil, err
@@ -62,6 +70,8 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, log *slog.Logg
 
 	var h http.Handler = app
 	h = durable(h, node, log)
+	h = global.ReadOnly(h, reg.HTTP.Prefix)
+	h = apiErrors(h, reg.HTTP.Prefix)
 	h = s.withHealth(h)
 	h = recoverPanics(h, log)
 	if !reg.Log.AccessLog.Disabled {

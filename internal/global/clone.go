@@ -1,0 +1,226 @@
+package global
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/ipfs/go-cid"
+	"github.com/opencontainers/go-digest"
+)
+
+// MismatchError reports content from the network that does not match its digest.
+type MismatchError struct {
+	Digest digest.Digest
+	CID    cid.Cid
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("content of %s does not match digest %s", e.CID, e.Digest)
+}
+
+// minFetchRate bounds how slowly a blob may arrive: a fetch gets the clone timeout plus
+// its size at this rate before it is given up.
+const minFetchRate = 1 << 20 // bytes per second
+
+// ensureRepository makes sure that the repository name, if it is a CID, is in the local
+// registry, cloning it from the network if need be.
+func (g *Global) ensureRepository(ctx context.Context, name string) error {
+	c, ok := ParseCIDName(name)
+	if !ok {
+		return nil
+	}
+	if reason, ok := g.refused.Get(name); ok {
+		return refused(name, reason)
+	}
+	have, err := g.exists(ctx, g.layout.Repository(name))
+	if err != nil || have {
+		return err
+	}
+	if g.opts.NoClone {
+		return errcode.ErrorCodeNameUnknown.WithDetail("not held here, and disco.noclone is set")
+	}
+	ch := g.clones.DoChan(name, func() (any, error) {
+		// The clone is shared by everyone pulling this CID; it outlives the first of them.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opts.CloneTimeout)
+		defer cancel()
+		return nil, g.clone(cctx, name, c)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// clone copies the CID repository c from the network. It fetches the repository directory
+// and the image's manifests, checking every manifest against its digest and the directory
+// against disco.json, and links the repository in. Layers follow in the background and
+// on demand.
+func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) {
+	start := time.Now()
+	g.metrics.inProgress.Inc()
+	defer g.metrics.inProgress.Dec()
+	defer func() { g.observeClone(name, start, err) }()
+
+	g.log.Info("cloning", "cid", name)
+	if err := g.node.Fetch(ctx, c); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return errcode.ErrorCodeNameUnknown.WithDetail(
+				fmt.Sprintf("no IPFS node answered for %s within %s", name, g.opts.CloneTimeout))
+		}
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	root := "/ipfs/" + name
+	dj, err := readLimited(ctx, g.node, root+"/"+discoJSONName, maxDiscoJSON)
+	if err != nil {
+		return refused(name, err)
+	}
+	blobs, err := parseDiscoJSON(dj)
+	if err != nil {
+		return refused(name, err)
+	}
+	links, err := readLinks(ctx, g.node, root)
+	if err != nil {
+		return refused(name, err)
+	}
+	if err := links.check(blobs); err != nil {
+		return refused(name, err)
+	}
+	// Manifests are small and answer the first request: fetch and check them now.
+	readManifest := func(ctx context.Context, d digest.Digest) ([]byte, error) {
+		if err := g.ensureBlob(ctx, d, blobs[d]); err != nil {
+			return nil, err
+		}
+		return g.readBlob(ctx, d)
+	}
+	var layers []digest.Digest
+	for _, top := range links.tags {
+		img, err := walkImage(ctx, top, readManifest)
+		if err != nil {
+			return refused(name, err)
+		}
+		if err := links.covers(img, blobs); err != nil {
+			return refused(name, err)
+		}
+		for _, b := range img.blobs {
+			if _, ok := blobs[b.Digest]; ok {
+				layers = append(layers, b.Digest)
+			}
+		}
+	}
+	if err := g.node.Link(ctx, g.layout.Repository(name), c); err != nil {
+		return err
+	}
+	g.maps.Add(name, blobs)
+	g.prefetch(name, layers, blobs)
+	return nil
+}
+
+func refused(name string, err error) error {
+	return errcode.ErrorCodeNameUnknown.WithDetail(fmt.Sprintf("%s is not a usable Disco repository: %v", name, err))
+}
+
+func (g *Global) observeClone(name string, start time.Time, err error) {
+	took := time.Since(start)
+	result := "ok"
+	if err != nil {
+		result = "error"
+		g.metrics.failures.WithLabelValues("clone").Inc()
+		g.log.Warn("clone failed", "cid", name, "took", took.Round(time.Millisecond), "err", err)
+	} else {
+		g.log.Info("cloned", "cid", name, "took", took.Round(time.Millisecond))
+	}
+	g.metrics.duration.WithLabelValues(result).Observe(took.Seconds())
+}
+
+// prefetch fetches layers in the background, a few at a time, so that they are local by
+// the time clients ask for them.
+func (g *Global) prefetch(name string, layers []digest.Digest, blobs map[digest.Digest]cid.Cid) {
+	for _, d := range layers {
+		g.bg.Go(func() {
+			g.fetchSlots <- struct{}{}
+			defer func() { <-g.fetchSlots }()
+			if err := g.ensureBlob(g.bgCtx, d, blobs[d]); err != nil {
+				g.blobFailed(g.bgCtx, name, d, err)
+			}
+		})
+	}
+}
+
+// ensureBlob makes sure the blob d is in the local registry, fetching it as c and checking
+// it against d if need be. Concurrent calls for one digest share one fetch.
+func (g *Global) ensureBlob(ctx context.Context, d digest.Digest, c cid.Cid) error {
+	if !c.Defined() {
+		return fmt.Errorf("no CID for %s", d)
+	}
+	have, err := g.exists(ctx, g.layout.Blob(d))
+	if err != nil || have {
+		return err
+	}
+	ch := g.blobs.DoChan(d.String(), func() (any, error) {
+		return nil, g.fetchBlob(context.WithoutCancel(ctx), d, c)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetchBlob fetches c, checks it against d and links it as the blob d. Nothing is linked
+// unless it matches: no content under a digest is ever served that does not hash to it.
+func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid) error {
+	g.metrics.blobsInFlight.Inc()
+	defer g.metrics.blobsInFlight.Dec()
+	p := "/ipfs/" + c.String()
+	sctx, cancel := context.WithTimeout(ctx, g.opts.CloneTimeout)
+	e, err := g.node.Stat(sctx, p)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("blob %s (%s): %w", d, c, err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, g.opts.CloneTimeout+time.Duration(e.Size/minFetchRate)*time.Second)
+	defer cancel()
+	if err := g.node.Fetch(ctx, c); err != nil {
+		return fmt.Errorf("blob %s (%s): %w", d, c, err)
+	}
+	r, err := g.node.Read(ctx, p, 0)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	v := d.Verifier()
+	n, err := io.Copy(v, r)
+	if err != nil {
+		return fmt.Errorf("blob %s (%s): %w", d, c, err)
+	}
+	if !v.Verified() {
+		return &MismatchError{Digest: d, CID: c}
+	}
+	g.metrics.fetchedBytes.Add(float64(n))
+	return g.node.Link(ctx, g.layout.Blob(d), c)
+}
+
+// blobFailed handles a blob of the CID repository name that could not be fetched. A blob
+// whose content does not match makes the whole repository refused: it is removed.
+func (g *Global) blobFailed(ctx context.Context, name string, d digest.Digest, err error) {
+	var mismatch *MismatchError
+	if !errors.As(err, &mismatch) {
+		g.metrics.failures.WithLabelValues("fetch").Inc()
+		g.log.Warn("blob fetch failed", "cid", name, "digest", d, "err", err)
+		return
+	}
+	g.metrics.failures.WithLabelValues("mismatch").Inc()
+	g.log.Warn("refusing repository: its content does not match its digests", "cid", name, "digest", d, "err", err)
+	g.refused.Add(name, err)
+	g.maps.Remove(name)
+	if err := g.node.Remove(ctx, g.layout.Repository(name)); err != nil {
+		g.log.Error("remove refused repository", "cid", name, "err", err)
+	}
+}

@@ -1,0 +1,145 @@
+package global
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/ipfs/go-cid"
+	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/layout"
+)
+
+// DefaultCloneTimeout bounds how long a pull waits for the network to answer for a CID.
+const DefaultCloneTimeout = 30 * time.Second
+
+// Options configure global addressing.
+type Options struct {
+	Node ipfs.Node
+	// Root is the MFS directory the registry is kept under (storage.ipfs.rootdirectory).
+	Root string
+	// HashesOnly removes a pushed name once its digest and CID repositories exist, as the
+	// original Disco did.
+	HashesOnly bool
+	// NoClone serves only what the local node holds: no pulls by CID from the network.
+	NoClone bool
+	// CloneTimeout bounds the wait for the network to answer for a CID.
+	CloneTimeout time.Duration
+	Log          *slog.Logger
+	// Metrics registers the clone metrics; nil registers none.
+	Metrics prometheus.Registerer
+}
+
+// Global publishes pushed images under their digest and CID, and clones CID repositories
+// from the network on pull.
+type Global struct {
+	node    ipfs.Node
+	layout  layout.Layout
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	clones singleflight.Group // by repository name
+	blobs  singleflight.Group // by digest
+	// maps caches the disco.json of CID repositories: digest to CID, by repository name.
+	maps *lru.Cache[string, map[digest.Digest]cid.Cid]
+	// refused remembers CID repositories found to lie, with the reason.
+	refused *lru.Cache[string, error]
+
+	// Background fetches: at most prefetchers at once, stopped by Close.
+	bg         sync.WaitGroup
+	bgCtx      context.Context
+	stop       context.CancelFunc
+	fetchSlots chan struct{}
+}
+
+const prefetchers = 4
+
+// New returns a Global.
+func New(o Options) (*Global, error) {
+	if o.CloneTimeout <= 0 {
+		o.CloneTimeout = DefaultCloneTimeout
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(o.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	maps, err := lru.New[string, map[digest.Digest]cid.Cid](256)
+	if err != nil {
+		return nil, err
+	}
+	refused, err := lru.New[string, error](1024)
+	if err != nil {
+		return nil, err
+	}
+	g := &Global{
+		refused:    refused,
+		node:       o.Node,
+		layout:     layout.Layout{Root: o.Root},
+		opts:       o,
+		log:        o.Log,
+		metrics:    m,
+		maps:       maps,
+		fetchSlots: make(chan struct{}, prefetchers),
+	}
+	g.bgCtx, g.stop = context.WithCancel(context.Background())
+	return g, nil
+}
+
+// Close stops background fetches and waits for them.
+func (g *Global) Close() {
+	g.stop()
+	g.bg.Wait()
+}
+
+// readBlob reads a manifest-sized blob from the registry.
+func (g *Global) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
+	return readLimited(ctx, g.node, g.layout.Blob(d), maxManifestSize)
+}
+
+// readLimited reads the file at p, refusing one larger than limit.
+func readLimited(ctx context.Context, node ipfs.Node, p string, limit int64) ([]byte, error) {
+	r, err := node.Read(ctx, p, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", p, limit)
+	}
+	return b, nil
+}
+
+// exists reports whether the MFS path p exists.
+func (g *Global) exists(ctx context.Context, p string) (bool, error) {
+	_, err := g.node.Stat(ctx, p)
+	if errors.Is(err, ipfs.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// place links c at the repository name, unless it is there already.
+func (g *Global) place(ctx context.Context, name string, c cid.Cid) (created bool, err error) {
+	p := g.layout.Repository(name)
+	if e, err := g.node.Stat(ctx, p); err == nil && e.CID == c {
+		return false, nil
+	}
+	return true, g.node.Link(ctx, p, c)
+}

@@ -1,0 +1,142 @@
+package global
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/layout"
+)
+
+// Publish makes the manifest top globally addressable. It files the image under a
+// repository named by the CID of a directory that holds exactly what is needed to pull
+// it, tagged latest, and under a repository named by top's hex, tagged latest and with
+// the CID. It returns the CID, which depends on the manifest and its blobs only. If it
+// fails, it removes what it created.
+func (g *Global) Publish(ctx context.Context, top digest.Digest) (c cid.Cid, err error) {
+	start := time.Now()
+	img, err := walkImage(ctx, top, g.readBlob)
+	if err != nil {
+		return cid.Undef, err
+	}
+	repo, err := g.repoFiles(ctx, img)
+	if err != nil {
+		return cid.Undef, err
+	}
+	c, err = g.node.Add(ctx, tree(repo))
+	if err != nil {
+		return cid.Undef, err
+	}
+	repo[layout.TagLink(c.String())] = []byte(top.String())
+	repo[layout.TagIndexLink(c.String(), top)] = []byte(top.String())
+	dc, err := g.node.Add(ctx, tree(repo))
+	if err != nil {
+		return cid.Undef, err
+	}
+
+	var created []string
+	defer func() {
+		if err != nil {
+			for _, name := range created {
+				g.node.Remove(context.WithoutCancel(ctx), g.layout.Repository(name))
+			}
+		}
+	}()
+	for _, r := range []struct {
+		name string
+		c    cid.Cid
+	}{{c.String(), c}, {top.Encoded(), dc}} {
+		made, err := g.place(ctx, r.name, r.c)
+		if made {
+			created = append(created, r.name)
+		}
+		if err != nil {
+			return cid.Undef, fmt.Errorf("file %s under %s: %w", top, r.name, err)
+		}
+	}
+	g.log.Info("published", "manifest", top, "cid", c, "blobs", len(img.blobs)+len(img.manifests),
+		"took", time.Since(start).Round(time.Millisecond))
+	return c, nil
+}
+
+// repoFiles returns the files of a repository holding img, tagged latest, with its
+// disco.json, by path in the repository.
+func (g *Global) repoFiles(ctx context.Context, img *image) (map[string][]byte, error) {
+	var dj discoJSON
+	repo := map[string][]byte{}
+	add := func(d digest.Digest, link string, optional bool) error {
+		e, err := g.node.Stat(ctx, g.layout.Blob(d))
+		if errors.Is(err, ipfs.ErrNotFound) && optional {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", d, err)
+		}
+		dj.add(d, e.CID)
+		repo[link] = []byte(d.String())
+		return nil
+	}
+	for _, m := range img.manifests {
+		if err := add(m, layout.RevisionLink(m), false); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range img.blobs {
+		if err := add(b.Digest, layout.LayerLink(b.Digest), foreign(b)); err != nil {
+			return nil, err
+		}
+	}
+	top := img.manifests[0]
+	repo[layout.TagLink("latest")] = []byte(top.String())
+	repo[layout.TagIndexLink("latest", top)] = []byte(top.String())
+	b, err := json.Marshal(dj)
+	if err != nil {
+		return nil, err
+	}
+	repo[discoJSONName] = b
+	return repo, nil
+}
+
+// tree makes a directory of files given by slash-separated path.
+func tree(byPath map[string][]byte) files.Directory {
+	root := dirMap{}
+	for p, content := range byPath {
+		dir := root
+		parts := strings.Split(path.Clean(p), "/")
+		for _, part := range parts[:len(parts)-1] {
+			sub, ok := dir[part].(dirMap)
+			if !ok {
+				sub = dirMap{}
+				dir[part] = sub
+			}
+			dir = sub
+		}
+		dir[parts[len(parts)-1]] = content
+	}
+	return root.node()
+}
+
+// dirMap holds a directory's entries by name: a []byte for a file, a dirMap for a directory.
+type dirMap map[string]any
+
+func (d dirMap) node() files.Directory {
+	entries := make(map[string]files.Node, len(d))
+	for name, v := range d {
+		switch v := v.(type) {
+		case dirMap:
+			entries[name] = v.node()
+		case []byte:
+			entries[name] = files.NewBytesFile(v)
+		}
+	}
+	return files.NewMapDirectory(entries)
+}

@@ -1,0 +1,51 @@
+// Package layout knows where the Distribution library keeps things in its storage: the
+// paths of blobs, repositories, tags and links, as Disco finds them in MFS.
+package layout
+
+import (
+	"path"
+
+	"github.com/opencontainers/go-digest"
+)
+
+const v2 = "docker/registry/v2"
+
+// Layout is Distribution's storage layout under an MFS directory.
+type Layout struct {
+	// Root is the MFS directory the storage driver keeps the registry under.
+	Root string
+}
+
+// Repositories is the directory holding all repositories.
+func (l Layout) Repositories() string { return path.Join("/", l.Root, v2, "repositories") }
+
+// Repository is the directory of the named repository.
+func (l Layout) Repository(name string) string { return path.Join(l.Repositories(), name) }
+
+// Blob is the data file of the blob d.
+func (l Layout) Blob(d digest.Digest) string {
+	return path.Join("/", l.Root, v2, "blobs", d.Algorithm().String(), d.Encoded()[:2], d.Encoded(), "data")
+}
+
+// Paths inside a repository directory.
+
+// LayerLink links a config or layer blob into a repository.
+func LayerLink(d digest.Digest) string {
+	return path.Join("_layers", d.Algorithm().String(), d.Encoded(), "link")
+}
+
+// RevisionLink links a manifest into a repository.
+func RevisionLink(d digest.Digest) string {
+	return path.Join("_manifests", "revisions", d.Algorithm().String(), d.Encoded(), "link")
+}
+
+// TagLink points a tag at a manifest.
+func TagLink(tag string) string { return path.Join("_manifests", "tags", tag, "current", "link") }
+
+// TagIndexLink records that a tag has pointed at the manifest d.
+func TagIndexLink(tag string, d digest.Digest) string {
+	return path.Join("_manifests", "tags", tag, "index", d.Algorithm().String(), d.Encoded(), "link")
+}
+
+// Links are the directories of a repository that hold link files.
+var Links = []string{"_layers", "_manifests"}

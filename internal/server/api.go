@@ -1,0 +1,74 @@
+package server
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	v2 "github.com/distribution/distribution/v3/registry/api/v2"
+	"github.com/gorilla/mux"
+)
+
+// namedPath matches /v2/ paths that name a repository, whatever the name looks like.
+var namedPath = regexp.MustCompile(`^/v2/(.+)/(manifests|blobs|tags|referrers)(/.*)?$`)
+
+// apiErrors makes every /v2/ error answer an OCI error body, and only one:
+//   - a path the API does not know gets 404 with an error body, and one whose repository
+//     name is invalid gets NAME_INVALID, where Distribution answers with plain text;
+//   - Distribution's dispatcher writes an error body twice when a repository cannot be
+//     resolved; the second is dropped.
+func apiErrors(next http.Handler, prefix string) http.Handler {
+	router := v2.RouterWithPrefix(prefix)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := strings.TrimPrefix(r.URL.Path, prefix)
+		if !strings.HasPrefix(p, "/v2/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var m mux.RouteMatch
+		if !router.Match(r, &m) && m.MatchErr != mux.ErrMethodMismatch {
+			if sm := namedPath.FindStringSubmatch(p); sm != nil {
+				errcode.ServeJSON(w, errcode.ErrorCodeNameInvalid.WithDetail("invalid repository name "+sm[1]))
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"errors":[{"code":"NOT_FOUND","message":"no such API endpoint"}]}` + "\n"))
+			return
+		}
+		next.ServeHTTP(&oneErrorBody{ResponseWriter: w}, r)
+	})
+}
+
+// oneErrorBody passes on a response, but of an error response only the first body write.
+type oneErrorBody struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (o *oneErrorBody) WriteHeader(status int) {
+	if o.status == 0 {
+		o.status = status
+	}
+	o.ResponseWriter.WriteHeader(status)
+}
+
+func (o *oneErrorBody) Write(b []byte) (int, error) {
+	if o.status >= 400 && o.wrote {
+		return len(b), nil
+	}
+	o.wrote = true
+	return o.ResponseWriter.Write(b)
+}
+
+// Flush lets blob downloads stream.
+func (o *oneErrorBody) Flush() {
+	if f, ok := o.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (o *oneErrorBody) Unwrap() http.ResponseWriter { return o.ResponseWriter }
