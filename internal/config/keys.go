@@ -31,14 +31,20 @@ var storageSchema = map[string]reflect.Type{
 			Enabled bool `yaml:"enabled"`
 		} `yaml:"readonly"`
 	}](),
-	"delete":   reflect.TypeFor[struct{ Enabled bool `yaml:"enabled"` }](),
-	"redirect": reflect.TypeFor[struct{ Disable bool `yaml:"disable"` }](),
+	"delete": reflect.TypeFor[struct {
+		Enabled bool `yaml:"enabled"`
+	}](),
+	"redirect": reflect.TypeFor[struct {
+		Disable bool `yaml:"disable"`
+	}](),
 	"cache": reflect.TypeFor[struct {
 		BlobDescriptor     string `yaml:"blobdescriptor"`
 		BlobDescriptorSize int    `yaml:"blobdescriptorsize"`
 		LayerInfo          string `yaml:"layerinfo"`
 	}](),
-	"tag": reflect.TypeFor[struct{ ConcurrencyLimit int `yaml:"concurrencylimit"` }](),
+	"tag": reflect.TypeFor[struct {
+		ConcurrencyLimit int `yaml:"concurrencylimit"`
+	}](),
 }
 
 // yamlV2Unmarshaler is how Distribution's types with their own YAML syntax are marked.

@@ -17,8 +17,8 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/base"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
-	"github.com/ipfs/boxo/files"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/ipfs/boxo/files"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 )

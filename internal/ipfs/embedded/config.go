@@ -99,4 +99,3 @@ func applyOptions(cfg *config.Config, o Options) error {
 	cfg.HTTPRetrieval.Enabled = config.False
 	return nil
 }
-

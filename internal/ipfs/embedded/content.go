@@ -16,8 +16,8 @@ import (
 	"github.com/ipfs/boxo/path/resolver"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
-	"github.com/ipld/go-ipld-prime/datamodel"
 	"github.com/ipfs/kubo/core/coreiface/options"
+	"github.com/ipld/go-ipld-prime/datamodel"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/discoregistry/disco/internal/ipfs"
