@@ -91,12 +91,10 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 	if err := links.check(blobs); err != nil {
 		return refused(name, err)
 	}
-	// Manifests are small and answer the first request: fetch and check them now.
+	// Manifests are small and answer the first request: fetch and check them now, even
+	// those held already, so that a disco.json that lies about one is refused.
 	readManifest := func(ctx context.Context, d digest.Digest) ([]byte, error) {
-		if err := g.ensureBlob(ctx, d, blobs[d]); err != nil {
-			return nil, err
-		}
-		return g.readBlob(ctx, d)
+		return g.fetchManifest(ctx, d, blobs[d])
 	}
 	var layers []digest.Digest
 	for _, top := range links.tags {
@@ -150,6 +148,25 @@ func (g *Global) prefetch(name string, layers []digest.Digest, blobs map[digest.
 			}
 		})
 	}
+}
+
+// fetchManifest fetches the manifest d as c, checks it and links it if it is not held yet.
+func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) ([]byte, error) {
+	if !c.Defined() {
+		return nil, fmt.Errorf("no CID for %s", d)
+	}
+	b, err := readLimited(ctx, g.node, "/ipfs/"+c.String(), maxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	if d.Algorithm().FromBytes(b) != d {
+		return nil, &MismatchError{Digest: d, CID: c}
+	}
+	have, err := g.exists(ctx, g.layout.Blob(d))
+	if err == nil && !have {
+		err = g.node.Link(ctx, g.layout.Blob(d), c)
+	}
+	return b, err
 }
 
 // ensureBlob makes sure the blob d is in the local registry, fetching it as c and checking

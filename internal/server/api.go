@@ -49,15 +49,19 @@ type oneErrorBody struct {
 }
 
 func (o *oneErrorBody) WriteHeader(status int) {
-	if o.status == 0 {
-		o.status = status
+	if o.status != 0 {
+		return
 	}
+	o.status = status
 	o.ResponseWriter.WriteHeader(status)
 }
 
 func (o *oneErrorBody) Write(b []byte) (int, error) {
 	if o.status >= 400 && o.wrote {
 		return len(b), nil
+	}
+	if o.status == 0 {
+		o.status = http.StatusOK
 	}
 	o.wrote = true
 	return o.ResponseWriter.Write(b)
