@@ -76,7 +76,14 @@ func startDisco(t *testing.T, opts discoOptions) *Disco {
 }
 
 // newDisco prepares a Disco without starting it: its HOME, ports and configuration are
-// ready, so ID works, and peers can be added before Start.
+// ready, so ID and PeerAddr work, and peers can be added before Start. Two Discos peered
+// with each other:
+//
+//	a, b := newDisco(t, discoOptions{}), newDisco(t, discoOptions{})
+//	a.AddPeers(b.PeerAddr())
+//	b.AddPeers(a.PeerAddr())
+//	a.Start()
+//	b.Start()
 func newDisco(t *testing.T, opts discoOptions) *Disco {
 	t.Helper()
 	dir := t.TempDir()
