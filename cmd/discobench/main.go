@@ -71,24 +71,24 @@ func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
 			err = errors.Join(err, r.stop())
 		}
 	}()
-	newSide := func(name, bin string, start func(context.Context, string, string) (*registry, error)) (*side, error) {
+	// newSide starts the side's first registry; workloads may start more.
+	newSide := func(name, bin string, start func(ctx context.Context, bin, dir string) (*registry, error)) (*side, error) {
 		s := &side{name: name}
 		s.newRegistry = func(ctx context.Context) (*registry, error) {
-			dir := filepath.Join(tmp, fmt.Sprintf("%s-%d", name, len(started)))
-			if err := os.Mkdir(dir, 0o755); err != nil {
+			dir, err := os.MkdirTemp(tmp, name+"-")
+			if err != nil {
 				return nil, err
 			}
 			r, err := start(ctx, bin, dir)
-			if r != nil && r.cmd != nil {
-				started = append(started, r)
+			if err != nil {
+				return nil, err
 			}
-			if err == nil {
-				progress("%s: pid %d, http://%s, log %s", name, r.cmd.Process.Pid, r.host, filepath.Join(dir, "log"))
-				if r.debug != "" {
-					progress("%s: pprof at http://%s/debug/pprof/", name, r.debug)
-				}
+			started = append(started, r)
+			progress("%s: pid %d, http://%s, log %s", name, r.cmd.Process.Pid, r.host, filepath.Join(dir, "log"))
+			if r.debug != "" {
+				progress("%s: pprof at http://%s/debug/pprof/", name, r.debug)
 			}
-			return r, err
+			return r, nil
 		}
 		var err error
 		s.reg, err = s.newRegistry(ctx)

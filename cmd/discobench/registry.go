@@ -50,7 +50,10 @@ http:
   debug: {addr: %s}
 `, r.debug)
 	env := []string{"HOME=" + dir, "DISCO_PORT=" + strconv.Itoa(port)}
-	return r, r.start(ctx, bin, config, env)
+	if err := r.start(ctx, bin, config, env); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // startReference starts Distribution's registry with the filesystem driver in dir.
@@ -68,11 +71,15 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "data"), r.host)
-	return r, r.start(ctx, bin, config, []string{"HOME=" + dir})
+	if err := r.start(ctx, bin, config, []string{"HOME=" + dir}); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // start writes the config, starts "bin serve" with $REGISTRY_CONFIGURATION_PATH naming
-// it (both registries read that) and waits until GET /v2/ answers 200.
+// it (both registries read that) and waits until GET /v2/ answers 200. On failure the
+// process is gone.
 func (r *registry) start(ctx context.Context, bin, config string, env []string) error {
 	cfg := filepath.Join(r.dir, "config.yml")
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
