@@ -104,11 +104,27 @@ func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
 	}
 
 	ws := newWorkloads(size, n).list()
-	values := map[string]map[string][]float64{} // figure, side: one value per run
+	values, err := measure(ctx, ws, d, r, runs)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	for _, w := range ws {
+		for _, f := range w.figures {
+			report(tw, f, median(values[f.name][d]), median(values[f.name][r]))
+		}
+	}
+	return tw.Flush()
+}
+
+// measure runs each workload runs times on disco and on the reference, interleaved, and
+// returns each figure's values by side.
+func measure(ctx context.Context, ws []workload, disco, ref *side, runs int) (map[string]map[*side][]float64, error) {
+	values := map[string]map[*side][]float64{}
 	for i := range runs {
 		// Alternate which registry goes first, so that a trend in the machine's load
 		// (a build starting next door) hits both alike.
-		sides := []*side{d, r}
+		sides := []*side{disco, ref}
 		if i%2 == 1 {
 			slices.Reverse(sides)
 		}
@@ -116,26 +132,19 @@ func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
 			for _, s := range sides {
 				vs, err := w.run(ctx, s)
 				if err != nil {
-					return errors.Join(fmt.Errorf("%s on %s: %w", w.figures[0].name, s.name, err), s.reg.alive())
+					return nil, errors.Join(fmt.Errorf("%s on %s: %w", w.figures[0].name, s.name, err), s.reg.alive())
 				}
 				for j, f := range w.figures {
 					if values[f.name] == nil {
-						values[f.name] = map[string][]float64{}
+						values[f.name] = map[*side][]float64{}
 					}
-					values[f.name][s.name] = append(values[f.name][s.name], vs[j])
+					values[f.name][s] = append(values[f.name][s], vs[j])
 					progress("run %d/%d  %-20s %-9s %8.1f %s", i+1, runs, f.name, s.name, vs[j], f.unit)
 				}
 			}
 		}
 	}
-
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	for _, w := range ws {
-		for _, f := range w.figures {
-			report(tw, f, median(values[f.name]["disco"]), median(values[f.name]["reference"]))
-		}
-	}
-	return tw.Flush()
+	return values, nil
 }
 
 func report(tw *tabwriter.Writer, f figure, disco, ref float64) {
