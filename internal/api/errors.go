@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"net/http"
@@ -13,12 +13,12 @@ import (
 // namedPath matches /v2/ paths that name a repository, whatever the name looks like.
 var namedPath = regexp.MustCompile(`^/v2/(.+)/(manifests|blobs|tags|referrers)(/.*)?$`)
 
-// apiErrors makes every /v2/ error answer an OCI error body, and only one:
+// Errors makes every /v2/ error answer an OCI error body, and only one:
 //   - a path the API does not know gets 404 with an error body, and one whose repository
 //     name is invalid gets NAME_INVALID, where Distribution answers with plain text;
 //   - Distribution's dispatcher writes an error body twice when a repository cannot be
 //     resolved; the second is dropped.
-func apiErrors(next http.Handler, prefix string) http.Handler {
+func Errors(next http.Handler, prefix string) http.Handler {
 	router := v2.RouterWithPrefix(prefix)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := strings.TrimPrefix(r.URL.Path, prefix)
@@ -27,7 +27,7 @@ func apiErrors(next http.Handler, prefix string) http.Handler {
 			return
 		}
 		var m mux.RouteMatch
-		if !router.Match(r, &m) && m.MatchErr != mux.ErrMethodMismatch {
+		if !router.Match(r, &m) && m.MatchErr != mux.ErrMethodMismatch && !referrersPath.MatchString(p) {
 			if sm := namedPath.FindStringSubmatch(p); sm != nil {
 				errcode.ServeJSON(w, errcode.ErrorCodeNameInvalid.WithDetail("invalid repository name "+sm[1]))
 				return

@@ -213,6 +213,11 @@ func (c *Config) resolve(getenv func(string) string) error {
 	if c.Disco.CloneTimeout < 0 {
 		return errors.New("disco.clonetimeout: must not be negative")
 	}
+	// OCI manifests may list non-distributable layers, which clients fetch from their URLs;
+	// Distribution refuses every URL unless told which to allow.
+	if urls := &c.Registry.Validation.Manifests.URLs; len(urls.Allow) == 0 && len(urls.Deny) == 0 {
+		urls.Allow = []string{"^https?://"}
+	}
 	switch f := c.Registry.Log.Formatter; f {
 	case "", "text", "json", "logstash":
 	default:

@@ -10,6 +10,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/ipfs/go-cid"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/discoregistry/disco/internal/ipfs"
 )
 
 // MismatchError reports content from the network that does not match its digest.
@@ -76,7 +78,7 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
 	root := "/ipfs/" + name
-	dj, err := readLimited(ctx, g.node, root+"/"+discoJSONName, maxDiscoJSON)
+	dj, err := ipfs.ReadFile(ctx, g.node, root+"/"+discoJSONName, maxDiscoJSON)
 	if err != nil {
 		return refused(name, err)
 	}
@@ -155,7 +157,7 @@ func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) 
 	if !c.Defined() {
 		return nil, fmt.Errorf("no CID for %s", d)
 	}
-	b, err := readLimited(ctx, g.node, "/ipfs/"+c.String(), maxManifestSize)
+	b, err := ipfs.ReadFile(ctx, g.node, "/ipfs/"+c.String(), maxManifestSize)
 	if err != nil {
 		return nil, err
 	}

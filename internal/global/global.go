@@ -3,8 +3,6 @@ package global
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -106,24 +104,7 @@ func (g *Global) Close() {
 
 // readBlob reads a manifest-sized blob from the registry.
 func (g *Global) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
-	return readLimited(ctx, g.node, g.layout.Blob(d), maxManifestSize)
-}
-
-// readLimited reads the file at p, refusing one larger than limit.
-func readLimited(ctx context.Context, node ipfs.Node, p string, limit int64) ([]byte, error) {
-	r, err := node.Read(ctx, p, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", p, limit)
-	}
-	return b, nil
+	return ipfs.ReadFile(ctx, g.node, g.layout.Blob(d), maxManifestSize)
 }
 
 // exists reports whether the MFS path p exists.

@@ -66,7 +66,7 @@ func readLinks(ctx context.Context, node ipfs.Node, root string) (*repoLinks, er
 
 // read reads the link file at rel and records what it links.
 func (l *repoLinks) read(ctx context.Context, node ipfs.Node, root, rel string) error {
-	b, err := readLimited(ctx, node, path.Join(root, rel), maxLinkSize)
+	b, err := ipfs.ReadFile(ctx, node, path.Join(root, rel), maxLinkSize)
 	if err != nil {
 		return err
 	}

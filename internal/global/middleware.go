@@ -16,6 +16,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/discoregistry/disco/internal/ipfs"
 )
 
 // middlewareName is the registry middleware through which Global hooks into Distribution.
@@ -156,7 +158,7 @@ func (g *Global) blobMap(ctx context.Context, name string) (map[digest.Digest]ci
 	if m, ok := g.maps.Get(name); ok {
 		return m, nil
 	}
-	b, err := readLimited(ctx, g.node, g.layout.Repository(name)+"/"+discoJSONName, maxDiscoJSON)
+	b, err := ipfs.ReadFile(ctx, g.node, g.layout.Repository(name)+"/"+discoJSONName, maxDiscoJSON)
 	if err != nil {
 		return nil, err
 	}

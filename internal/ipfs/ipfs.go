@@ -7,6 +7,7 @@ package ipfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 
@@ -95,4 +96,21 @@ var Import = struct {
 // IsIPFSPath reports whether p names immutable content ("/ipfs/<cid>...") rather than MFS.
 func IsIPFSPath(p string) bool {
 	return strings.HasPrefix(p, "/ipfs/")
+}
+
+// ReadFile reads the whole file at p, refusing one larger than limit bytes.
+func ReadFile(ctx context.Context, n Node, p string, limit int64) ([]byte, error) {
+	r, err := n.Read(ctx, p, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", p, limit)
+	}
+	return b, nil
 }

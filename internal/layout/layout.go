@@ -47,5 +47,16 @@ func TagIndexLink(tag string, d digest.Digest) string {
 	return path.Join("_manifests", "tags", tag, "index", d.Algorithm().String(), d.Encoded(), "link")
 }
 
+// Referrers is the directory of links to the manifests that name subject as their subject.
+// Distribution keeps no such index; Disco does, for the referrers API.
+func Referrers(subject digest.Digest) string {
+	return path.Join("_referrers", subject.Algorithm().String(), subject.Encoded())
+}
+
+// ReferrerLink links the manifest d into the referrers of subject.
+func ReferrerLink(subject, d digest.Digest) string {
+	return path.Join(Referrers(subject), d.Algorithm().String(), d.Encoded(), "link")
+}
+
 // Links are the directories of a repository that hold link files.
 var Links = []string{"_layers", "_manifests"}

@@ -24,6 +24,7 @@ import (
 	metrics "github.com/docker/go-metrics"
 	gorhandlers "github.com/gorilla/handlers"
 
+	"github.com/discoregistry/disco/internal/api"
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/global"
@@ -68,10 +69,15 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, g *global.Glob
 		return err
 	}))
 
+	ext, err := api.New(reg, node, cfg.IPFS.RootDirectory, log)
+	if err != nil {
+		return nil, err
+	}
 	var h http.Handler = app
+	h = ext.Handler(h)
 	h = durable(h, node, log)
 	h = global.ReadOnly(h, reg.HTTP.Prefix)
-	h = apiErrors(h, reg.HTTP.Prefix)
+	h = api.Errors(h, reg.HTTP.Prefix)
 	h = s.withHealth(h)
 	h = recoverPanics(h, log)
 	if !reg.Log.AccessLog.Disabled {
