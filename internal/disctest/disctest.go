@@ -1,16 +1,21 @@
-package global_test
+// Package disctest starts Discos inside a test process, each with its own embedded IPFS
+// node, and offers the client-side helpers tests of them share.
+package disctest
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +25,7 @@ import (
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
 
 	"github.com/discoregistry/disco/internal/config"
@@ -29,21 +35,19 @@ import (
 	"github.com/discoregistry/disco/internal/server"
 )
 
-func TestMain(m *testing.M) {
-	logrus.SetOutput(io.Discard) // the Distribution library's request logs
-	os.Exit(m.Run())
+var quietLibrary sync.Once
+
+// Disco is a Disco running in the test process, with its own embedded IPFS node.
+type Disco struct {
+	Host    string
+	Node    *embedded.Node
+	Metrics *prometheus.Registry
 }
 
-// disco is a Disco running in the test process, with its own embedded IPFS node.
-type disco struct {
-	host    string
-	node    *embedded.Node
-	metrics *prometheus.Registry
-}
-
-// startDisco starts a Disco with the extra YAML (under the top level) and IPFS peers.
-func startDisco(t *testing.T, extra string, peers ...*disco) *disco {
+// Start starts a Disco with the extra YAML (under the top level) and IPFS peers.
+func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 	t.Helper()
+	quietLibrary.Do(func() { logrus.SetOutput(io.Discard) }) // Distribution's request logs
 	home := t.TempDir()
 	yaml := "log: {level: warn, accesslog: {disabled: true}}\nstorage:\n  delete: {enabled: true}\n" + extra
 	c, err := config.Parse([]byte(yaml), func(k string) string {
@@ -56,7 +60,7 @@ func startDisco(t *testing.T, extra string, peers ...*disco) *disco {
 	defer cancel()
 	var peerAddrs []string
 	for _, p := range peers {
-		id, err := p.node.Identity(ctx)
+		id, err := p.Node.Identity(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,24 +99,24 @@ func startDisco(t *testing.T, extra string, peers ...*disco) *disco {
 		g.Close()
 		node.Close()
 	})
-	return &disco{host: ln.Addr().String(), node: node, metrics: metrics}
+	return &Disco{Host: ln.Addr().String(), Node: node, Metrics: metrics}
 }
 
-func (d *disco) ref(t *testing.T, s string) name.Reference {
+func (d *Disco) Ref(t *testing.T, s string) name.Reference {
 	t.Helper()
-	r, err := name.ParseReference(d.host+"/"+s, name.Insecure)
+	r, err := name.ParseReference(d.Host+"/"+s, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func (d *disco) url(p string) string { return "http://" + d.host + p }
+func (d *Disco) URL(p string) string { return "http://" + d.Host + p }
 
 // push writes img to repo:tag and returns its manifest digest.
-func (d *disco) push(t *testing.T, repoTag string, img v1.Image) v1.Hash {
+func (d *Disco) Push(t *testing.T, repoTag string, img v1.Image) v1.Hash {
 	t.Helper()
-	if err := remote.Write(d.ref(t, repoTag), img); err != nil {
+	if err := remote.Write(d.Ref(t, repoTag), img); err != nil {
 		t.Fatalf("push %s: %v", repoTag, err)
 	}
 	h, err := img.Digest()
@@ -124,10 +128,10 @@ func (d *disco) push(t *testing.T, repoTag string, img v1.Image) v1.Hash {
 
 // cidOf returns the CID a Disco filed the manifest under, from the tags of its digest
 // repository.
-func (d *disco) cidOf(t *testing.T, h v1.Hash) string {
+func (d *Disco) CIDOf(t *testing.T, h v1.Hash) string {
 	t.Helper()
 	var list struct{ Tags []string }
-	getJSON(t, d.url("/v2/"+h.Hex+"/tags/list"), &list)
+	GetJSON(t, d.URL("/v2/"+h.Hex+"/tags/list"), &list)
 	for _, tag := range list.Tags {
 		if tag != "latest" {
 			return tag
@@ -137,7 +141,7 @@ func (d *disco) cidOf(t *testing.T, h v1.Hash) string {
 	return ""
 }
 
-func getJSON(t *testing.T, url string, v any) {
+func GetJSON(t *testing.T, url string, v any) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -153,8 +157,8 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// ociError does a request and returns the status and the first OCI error code.
-func ociError(t *testing.T, method, url string) (int, string) {
+// OCIError does a request and returns the status and the first OCI error code.
+func OCIError(t *testing.T, method, url string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -175,8 +179,8 @@ func ociError(t *testing.T, method, url string) (int, string) {
 	return resp.StatusCode, ""
 }
 
-// pullAll pulls ref and reads every layer, checking digests.
-func pullAll(t *testing.T, ref name.Reference) v1.Hash {
+// PullAll pulls ref and reads every layer, checking digests.
+func PullAll(t *testing.T, ref name.Reference) v1.Hash {
 	t.Helper()
 	img, err := remote.Image(ref)
 	if err != nil {
@@ -200,8 +204,8 @@ func pullAll(t *testing.T, ref name.Reference) v1.Hash {
 	return h
 }
 
-// readTree reads every file of the IPFS directory at root, by path below it.
-func readTree(t *testing.T, node ipfs.Node, root string) map[string][]byte {
+// ReadTree reads every file of the IPFS directory at root, by path below it.
+func ReadTree(t *testing.T, node ipfs.Node, root string) map[string][]byte {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string][]byte{}
@@ -229,8 +233,8 @@ func readTree(t *testing.T, node ipfs.Node, root string) map[string][]byte {
 	return out
 }
 
-// addTree adds files given by path as a directory and returns its CID.
-func addTree(t *testing.T, node ipfs.Node, byPath map[string][]byte) cid.Cid {
+// AddTree adds files given by path as a directory and returns its CID.
+func AddTree(t *testing.T, node ipfs.Node, byPath map[string][]byte) cid.Cid {
 	t.Helper()
 	var dir func(prefix string) files.Directory
 	dir = func(prefix string) files.Directory {
@@ -256,8 +260,8 @@ func addTree(t *testing.T, node ipfs.Node, byPath map[string][]byte) cid.Cid {
 	return c
 }
 
-// addBytes adds b as a file and returns its CID.
-func addBytes(t *testing.T, node ipfs.Node, b []byte) cid.Cid {
+// AddBytes adds b as a file and returns its CID.
+func AddBytes(t *testing.T, node ipfs.Node, b []byte) cid.Cid {
 	t.Helper()
 	c, err := node.Add(context.Background(), files.NewBytesFile(b))
 	if err != nil {
@@ -275,8 +279,8 @@ type blobCID struct {
 	CID    string `json:"cid"`
 }
 
-// setBlobCID rewrites the disco.json of a repository tree to map digest hex to c.
-func setBlobCID(t *testing.T, repo map[string][]byte, hex string, c cid.Cid) {
+// SetBlobCID rewrites the disco.json of a repository tree to map digest hex to c.
+func SetBlobCID(t *testing.T, repo map[string][]byte, hex string, c cid.Cid) {
 	t.Helper()
 	var dj discoJSON
 	if err := json.Unmarshal(repo["disco.json"], &dj); err != nil {
@@ -292,4 +296,111 @@ func setBlobCID(t *testing.T, repo map[string][]byte, hex string, c cid.Cid) {
 		t.Fatal(err)
 	}
 	repo["disco.json"] = b
+}
+
+func SHA256(b []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(b)) }
+
+// putBlob uploads b to repo in one request.
+func (d *Disco) PutBlob(t *testing.T, repo string, b []byte) {
+	t.Helper()
+	loc := Request(t, http.MethodPost, d.URL("/v2/"+repo+"/blobs/uploads/"), nil, nil, http.StatusAccepted)
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	Request(t, http.MethodPut, d.abs(loc)+sep+"digest="+SHA256(b), b, nil, http.StatusCreated)
+}
+
+func RawSize(t *testing.T, idx interface{ RawManifest() ([]byte, error) }) int64 {
+	b, err := idx.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(len(b))
+}
+
+// PushChunked pushes img's blobs to repo in PATCH requests of chunk bytes, then its
+// manifest under tag, the way a client that resumes uploads would.
+func PushChunked(t *testing.T, d *Disco, repo, tag string, img v1.Image, chunk int) {
+	t.Helper()
+	cfg, _ := img.RawConfigFile()
+	cfgDigest, _ := img.ConfigName()
+	blobs := map[v1.Hash][]byte{cfgDigest: cfg}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		rc, _ := l.Compressed()
+		b, _ := io.ReadAll(rc)
+		h, _ := l.Digest()
+		blobs[h] = b
+	}
+	for h, b := range blobs {
+		loc := Request(t, http.MethodPost, d.URL("/v2/"+repo+"/blobs/uploads/"), nil, nil, http.StatusAccepted)
+		for off := 0; off < len(b); off += chunk {
+			end := min(off+chunk, len(b))
+			loc = Request(t, http.MethodPatch, d.abs(loc), b[off:end], map[string]string{
+				"Content-Range": fmt.Sprintf("%d-%d", off, end-1),
+				"Content-Type":  "application/octet-stream",
+			}, http.StatusAccepted)
+		}
+		sep := "?"
+		if strings.Contains(loc, "?") {
+			sep = "&"
+		}
+		Request(t, http.MethodPut, d.abs(loc)+sep+"digest="+h.String(), nil, nil, http.StatusCreated)
+	}
+	m, _ := img.RawManifest()
+	mt, _ := img.MediaType()
+	Request(t, http.MethodPut, d.URL("/v2/"+repo+"/manifests/"+tag), m, map[string]string{"Content-Type": string(mt)}, http.StatusCreated)
+}
+
+func (d *Disco) abs(loc string) string {
+	if strings.HasPrefix(loc, "/") {
+		return d.URL(loc)
+	}
+	return loc
+}
+
+// request does an HTTP request, checks its status and returns its Location header.
+func Request(t *testing.T, method, url string, body []byte, headers map[string]string, want int) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s: %s %s, want %d", method, url, resp.Status, b, want)
+	}
+	return resp.Header.Get("Location")
+}
+
+func metric(t *testing.T, d *Disco, name string) *dto.Metric {
+	t.Helper()
+	mfs, err := d.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) > 0 {
+			return mf.Metric[0]
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return nil
+}
+
+func Counter(t *testing.T, d *Disco, name string) float64 {
+	return metric(t, d, name).GetCounter().GetValue()
+}
+
+func HistogramCount(t *testing.T, d *Disco, name string) uint64 {
+	return metric(t, d, name).GetHistogram().GetSampleCount()
 }
