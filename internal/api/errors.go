@@ -13,9 +13,16 @@ import (
 // namedPath matches /v2/ paths that name a repository, whatever the name looks like.
 var namedPath = regexp.MustCompile(`^/v2/(.+)/(manifests|blobs|tags|referrers)(/.*)?$`)
 
+// validName is the OCI Distribution spec's repository name, stricter than what
+// Distribution's router takes (which lets the first component be a host name).
+var validName = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+
+const maxNameLength = 255
+
 // Errors makes every /v2/ error answer an OCI error body, and only one:
 //   - a path the API does not know gets 404 with an error body, and one whose repository
-//     name is invalid gets NAME_INVALID, where Distribution answers with plain text;
+//     name is invalid gets NAME_INVALID, where Distribution answers with plain text, takes
+//     names the spec does not, or fails with a 500 on a name too long;
 //   - Distribution's dispatcher writes an error body twice when a repository cannot be
 //     resolved; the second is dropped.
 func Errors(next http.Handler, prefix string) http.Handler {
@@ -27,11 +34,12 @@ func Errors(next http.Handler, prefix string) http.Handler {
 			return
 		}
 		var m mux.RouteMatch
-		if !router.Match(r, &m) && m.MatchErr != mux.ErrMethodMismatch && !referrersPath.MatchString(p) {
-			if sm := namedPath.FindStringSubmatch(p); sm != nil {
-				errcode.ServeJSON(w, errcode.ErrorCodeNameInvalid.WithDetail("invalid repository name "+sm[1]))
-				return
-			}
+		matched := router.Match(r, &m) || m.MatchErr == mux.ErrMethodMismatch || referrersPath.MatchString(p)
+		if sm := namedPath.FindStringSubmatch(p); sm != nil && (!matched || !validName.MatchString(sm[1]) || len(sm[1]) > maxNameLength) {
+			errcode.ServeJSON(w, errcode.ErrorCodeNameInvalid.WithDetail("invalid repository name "+sm[1]))
+			return
+		}
+		if !matched {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusNotFound)
 			w.Write([]byte(`{"errors":[{"code":"NOT_FOUND","message":"no such API endpoint"}]}` + "\n"))

@@ -41,11 +41,12 @@ func (a *API) referrersRequest(r *http.Request) (name, subject string, ok bool) 
 
 // manifestFields are what a referrers listing and the OCI-Subject header need.
 type manifestFields struct {
-	MediaType    string            `json:"mediaType"`
-	ArtifactType string            `json:"artifactType"`
-	Config       *v1.Descriptor    `json:"config"`
-	Subject      *v1.Descriptor    `json:"subject"`
-	Annotations  map[string]string `json:"annotations"`
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType"`
+	ArtifactType  string            `json:"artifactType"`
+	Config        *v1.Descriptor    `json:"config"`
+	Subject       *v1.Descriptor    `json:"subject"`
+	Annotations   map[string]string `json:"annotations"`
 }
 
 // putManifest lets a manifest be pushed by a digest other than sha256, records it as a
@@ -73,7 +74,11 @@ func (a *API) putManifest(w http.ResponseWriter, r *http.Request, next http.Hand
 		r.URL.RawPath = ""
 	}
 	var fields manifestFields
-	_ = json.Unmarshal(body, &fields) // Distribution reports malformed manifests
+	if err := json.Unmarshal(body, &fields); err != nil || fields.SchemaVersion != 2 {
+		// Distribution answers some of these with a 500.
+		errcode.ServeJSON(w, errcode.ErrorCodeManifestInvalid.WithDetail("not a JSON manifest with schemaVersion 2"))
+		return
+	}
 	next.ServeHTTP(&hooked{ResponseWriter: w, before: func(status int, h http.Header) error {
 		if status != http.StatusCreated {
 			return nil
