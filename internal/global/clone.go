@@ -96,6 +96,11 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 	// Manifests are small and answer the first request: fetch and check them now, even
 	// those held already, so that a disco.json that lies about one is refused.
 	readManifest := func(ctx context.Context, d digest.Digest) ([]byte, error) {
+		if stored, ok := links.aliases[d]; ok {
+			if _, err := g.fetchManifest(ctx, stored, blobs[stored]); err != nil {
+				return nil, err
+			}
+		}
 		return g.fetchManifest(ctx, d, blobs[d])
 	}
 	var layers []digest.Digest
@@ -108,6 +113,9 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 			return refused(name, err)
 		}
 		for _, b := range img.blobs {
+			if stored, ok := links.aliases[b.Digest]; ok {
+				layers = append(layers, stored)
+			}
 			if _, ok := blobs[b.Digest]; ok {
 				layers = append(layers, b.Digest)
 			}

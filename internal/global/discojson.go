@@ -27,10 +27,16 @@ const discoJSONName = "disco.json"
 // maxDiscoJSON bounds what Disco reads of a disco.json from the network.
 const maxDiscoJSON = 4 << 20
 
+// add lists d as c, once.
 func (f *discoJSON) add(d digest.Digest, c cid.Cid) {
 	s := d.String()
 	if d.Algorithm() == digest.SHA256 {
 		s = d.Encoded()
+	}
+	for _, b := range f.Blobs {
+		if b.Digest == s {
+			return
+		}
 	}
 	f.Blobs = append(f.Blobs, blobCID{Digest: s, CID: c.String()})
 }

@@ -2,6 +2,7 @@ package global_test
 
 import (
 	"bytes"
+	"crypto/sha512"
 	"fmt"
 	"io"
 	"maps"
@@ -218,5 +219,36 @@ func TestLyingRepositoryIsRefused(t *testing.T) {
 	}
 	if got := disctest.PullAll(t, b.Ref(t, a.CIDOf(t, h))); got != h {
 		t.Errorf("the honest CID pulls %s, want %s", got, h)
+	}
+}
+
+// TestSha512References files and clones an image that names its blobs by sha512.
+func TestSha512References(t *testing.T) {
+	a := disctest.Start(t, "")
+	b := disctest.Start(t, "", a)
+	cfg, layer := []byte(`{"architecture":"amd64","os":"linux"}`), bytes.Repeat([]byte("layer "), 100000)
+	sha512 := func(b []byte) string { return fmt.Sprintf("sha512:%x", sha512.Sum512(b)) }
+	for _, blob := range [][]byte{cfg, layer} {
+		loc := disctest.Request(t, http.MethodPost, a.URL("/v2/app/x/blobs/uploads/"), nil, nil, http.StatusAccepted)
+		disctest.Request(t, http.MethodPut, loc+"&digest="+sha512(blob), blob, nil, http.StatusCreated)
+	}
+	manifest := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+		types.OCIManifestSchema1, sha512(cfg), len(cfg), sha512(layer), len(layer)))
+	disctest.Request(t, http.MethodPut, a.URL("/v2/app/x/manifests/v1"), manifest,
+		map[string]string{"Content-Type": string(types.OCIManifestSchema1)}, http.StatusCreated)
+	h, _ := v1.NewHash(disctest.SHA256(manifest))
+	c := a.CIDOf(t, h)
+	for _, blob := range [][]byte{cfg, layer} {
+		resp, err := http.Get(b.URL("/v2/" + c + "/blobs/" + sha512(blob)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(got, blob) || resp.Header.Get("Docker-Content-Digest") != sha512(blob) {
+			t.Errorf("blob %s by CID: %s, %d bytes, digest header %q", sha512(blob), resp.Status, len(got), resp.Header.Get("Docker-Content-Digest"))
+		}
 	}
 }

@@ -19,6 +19,8 @@ type repoLinks struct {
 	revisions map[digest.Digest]bool
 	layers    map[digest.Digest]bool
 	tags      map[string]digest.Digest
+	// aliases maps digests other than sha256 to the sha256 digest they link to.
+	aliases map[digest.Digest]digest.Digest
 }
 
 // Bounds on a repository directory from the network.
@@ -29,7 +31,12 @@ const (
 
 // readLinks reads and checks the link files of the repository directory at root.
 func readLinks(ctx context.Context, node ipfs.Node, root string) (*repoLinks, error) {
-	l := &repoLinks{revisions: map[digest.Digest]bool{}, layers: map[digest.Digest]bool{}, tags: map[string]digest.Digest{}}
+	l := &repoLinks{
+		revisions: map[digest.Digest]bool{},
+		layers:    map[digest.Digest]bool{},
+		tags:      map[string]digest.Digest{},
+		aliases:   map[digest.Digest]digest.Digest{},
+	}
 	seen := 0
 	var walk func(rel string) error
 	walk = func(rel string) error {
@@ -75,24 +82,33 @@ func (l *repoLinks) read(ctx context.Context, node ipfs.Node, root, rel string) 
 		return fmt.Errorf("%s: %w", rel, err)
 	}
 	parts := strings.Split(path.Dir(rel), "/")
-	named := func(alg, hex string) error {
-		if d != digest.NewDigestFromEncoded(digest.Algorithm(alg), hex) {
-			return fmt.Errorf("%s holds %s", rel, d)
+	// linked records the link at the digest its path names, which holds d: the same
+	// digest, or for another algorithm the sha256 digest the content is stored under.
+	linked := func(set map[digest.Digest]bool, alg, hex string) error {
+		p := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+		set[p] = true
+		switch {
+		case d == p:
+			return nil
+		case p.Algorithm() != digest.Canonical && d.Algorithm() == digest.Canonical:
+			l.aliases[p] = d
+			return nil
 		}
-		return nil
+		return fmt.Errorf("%s holds %s", rel, d)
 	}
 	switch {
 	case len(parts) == 3 && parts[0] == "_layers":
-		l.layers[d] = true
-		return named(parts[1], parts[2])
+		return linked(l.layers, parts[1], parts[2])
 	case len(parts) == 4 && parts[0] == "_manifests" && parts[1] == "revisions":
-		l.revisions[d] = true
-		return named(parts[2], parts[3])
+		return linked(l.revisions, parts[2], parts[3])
 	case len(parts) == 4 && parts[0] == "_manifests" && parts[1] == "tags" && parts[3] == "current":
 		l.tags[parts[2]] = d
 		return nil
 	case len(parts) == 6 && parts[0] == "_manifests" && parts[1] == "tags" && parts[3] == "index":
-		return named(parts[4], parts[5])
+		if d != digest.NewDigestFromEncoded(digest.Algorithm(parts[4]), parts[5]) {
+			return fmt.Errorf("%s holds %s", rel, d)
+		}
+		return nil
 	}
 	return fmt.Errorf("unexpected link %s", rel)
 }
@@ -112,6 +128,11 @@ func (l *repoLinks) check(blobs map[digest.Digest]cid.Cid) error {
 			if _, ok := blobs[d]; !ok {
 				return fmt.Errorf("%s is linked but not in %s", d, discoJSONName)
 			}
+		}
+	}
+	for alias, d := range l.aliases {
+		if blobs[alias] != blobs[d] {
+			return fmt.Errorf("%s links %s, but %s lists them apart", alias, d, discoJSONName)
 		}
 	}
 	return nil

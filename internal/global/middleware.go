@@ -83,7 +83,7 @@ type tags struct {
 }
 
 func (t tags) Tag(ctx context.Context, tag string, desc v1.Descriptor) error {
-	if _, err := t.g.Publish(ctx, desc.Digest); err != nil {
+	if _, err := t.g.Publish(ctx, t.repo.Named().Name(), desc.Digest); err != nil {
 		return fmt.Errorf("file %s under its digest and CID: %w", desc.Digest, err)
 	}
 	t.g.metrics.published.Inc()
@@ -114,6 +114,14 @@ func (b blobs) ensure(ctx context.Context, d digest.Digest) error {
 		return nil // not this repository's: Distribution answers
 	}
 	err = b.g.ensureBlob(ctx, d, c)
+	if err == nil && d.Algorithm() != digest.Canonical {
+		// Distribution serves d from the sha256 digest it is stored under.
+		for stored, sc := range m {
+			if sc == c && stored.Algorithm() == digest.Canonical && err == nil {
+				err = b.g.ensureBlob(ctx, stored, c)
+			}
+		}
+	}
 	if err == nil {
 		return nil
 	}

@@ -17,18 +17,24 @@ import (
 	"github.com/discoregistry/disco/internal/layout"
 )
 
-// Publish makes the manifest top globally addressable. It files the image under a
-// repository named by the CID of a directory that holds exactly what is needed to pull
-// it, tagged latest, and under a repository named by top's hex, tagged latest and with
-// the CID. It returns the CID, which depends on the manifest and its blobs only. If it
-// fails, it removes what it created.
-func (g *Global) Publish(ctx context.Context, top digest.Digest) (c cid.Cid, err error) {
+// Publish makes the manifest top of the repository name globally addressable. It files
+// the image under a repository named by the CID of a directory that holds exactly what is
+// needed to pull it, tagged latest, and under a repository named by top's hex, tagged
+// latest and with the CID. It returns the CID, which depends on the manifest and its
+// blobs only. If it fails, it removes what it created.
+func (g *Global) Publish(ctx context.Context, name string, top digest.Digest) (c cid.Cid, err error) {
 	start := time.Now()
-	img, err := walkImage(ctx, top, g.readBlob)
+	img, err := walkImage(ctx, top, func(ctx context.Context, d digest.Digest) ([]byte, error) {
+		s, err := g.stored(ctx, name, d, layout.RevisionLink)
+		if err != nil {
+			return nil, err
+		}
+		return g.readBlob(ctx, s)
+	})
 	if err != nil {
 		return cid.Undef, err
 	}
-	repo, err := g.repoFiles(ctx, img)
+	repo, err := g.repoFiles(ctx, name, img)
 	if err != nil {
 		return cid.Undef, err
 	}
@@ -68,30 +74,52 @@ func (g *Global) Publish(ctx context.Context, top digest.Digest) (c cid.Cid, err
 	return c, nil
 }
 
+// stored returns the digest the content that the repository name links as d is stored
+// under: Distribution stores everything under its sha256 digest and links a digest of
+// another algorithm to that. link is layout.LayerLink or layout.RevisionLink.
+func (g *Global) stored(ctx context.Context, name string, d digest.Digest, link func(digest.Digest) string) (digest.Digest, error) {
+	if d.Algorithm() == digest.Canonical {
+		return d, nil
+	}
+	b, err := ipfs.ReadFile(ctx, g.node, path.Join(g.layout.Repository(name), link(d)), maxLinkSize)
+	if err != nil {
+		return "", err
+	}
+	return digest.Parse(strings.TrimSpace(string(b)))
+}
+
 // repoFiles returns the files of a repository holding img, tagged latest, with its
-// disco.json, by path in the repository.
-func (g *Global) repoFiles(ctx context.Context, img *image) (map[string][]byte, error) {
+// disco.json, by path in the repository. Content the image names by a digest other than
+// sha256 is linked, and listed in disco.json, under both digests, as Distribution links it.
+func (g *Global) repoFiles(ctx context.Context, name string, img *image) (map[string][]byte, error) {
 	var dj discoJSON
 	repo := map[string][]byte{}
-	add := func(d digest.Digest, link string, optional bool) error {
-		e, err := g.node.Stat(ctx, g.layout.Blob(d))
+	add := func(d digest.Digest, link func(digest.Digest) string, optional bool) error {
+		s, err := g.stored(ctx, name, d, link)
+		if err == nil {
+			var e ipfs.Entry
+			if e, err = g.node.Stat(ctx, g.layout.Blob(s)); err == nil {
+				for _, alias := range []digest.Digest{d, s} {
+					dj.add(alias, e.CID)
+					repo[link(alias)] = []byte(s.String())
+				}
+			}
+		}
 		if errors.Is(err, ipfs.ErrNotFound) && optional {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", d, err)
 		}
-		dj.add(d, e.CID)
-		repo[link] = []byte(d.String())
 		return nil
 	}
 	for _, m := range img.manifests {
-		if err := add(m, layout.RevisionLink(m), false); err != nil {
+		if err := add(m, layout.RevisionLink, false); err != nil {
 			return nil, err
 		}
 	}
 	for _, b := range img.blobs {
-		if err := add(b.Digest, layout.LayerLink(b.Digest), foreign(b)); err != nil {
+		if err := add(b.Digest, layout.LayerLink, foreign(b)); err != nil {
 			return nil, err
 		}
 	}
