@@ -217,7 +217,8 @@ func (d *Disco) ping() bool {
 		return false
 	}
 	res.Body.Close()
-	return res.StatusCode == http.StatusOK
+	// A registry with auth configured answers an anonymous GET /v2/ with a challenge.
+	return res.StatusCode == http.StatusOK || res.StatusCode == http.StatusUnauthorized
 }
 
 // Stop sends SIGTERM and waits for a clean exit.

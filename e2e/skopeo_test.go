@@ -18,13 +18,24 @@ import (
 // skopeo runs skopeo with args, without a trust policy, and returns its standard output.
 func skopeo(t *testing.T, args ...string) []byte {
 	t.Helper()
+	out, err := trySkopeo(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// trySkopeo runs skopeo as skopeo does, and returns its standard output or an error with
+// its standard error.
+func trySkopeo(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(lookTool(t, "skopeo"), append([]string{"--insecure-policy"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("skopeo %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+		return nil, fmt.Errorf("skopeo %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
 	}
-	return stdout.Bytes()
+	return stdout.Bytes(), nil
 }
 
 // writeLayout writes img to a new OCI layout directory under the tag and returns it.
