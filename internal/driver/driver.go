@@ -78,7 +78,8 @@ func New(node ipfs.Node, root, uploads string) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &driver{node: node, root: path.Clean(root), spool: spool{dir: uploads}, mtimes: mtimes}
+	d := &driver{node: node, root: path.Clean(root), spool: spool{dir: uploads}, mtimes: mtimes,
+		imports: &importers{node: node, m: map[string]*importer{}}}
 	return &Driver{baseEmbed{base.Base{StorageDriver: d}}}, nil
 }
 
@@ -90,6 +91,8 @@ type driver struct {
 	// timestamps, on purpose: a timestamp would change the CID of the same bytes.
 	// Distribution does not read modification times; the map serves Stat.
 	mtimes *lru.Cache[string, time.Time]
+	// imports are the imports of uploads in progress.
+	imports *importers
 }
 
 func (d *driver) Name() string { return Name }
@@ -173,6 +176,7 @@ func (d *driver) Move(ctx context.Context, src, dst string) error {
 }
 
 func (d *driver) Delete(ctx context.Context, p string) error {
+	d.imports.dropUnder(p)
 	spooled, err := d.spool.remove(p)
 	if err != nil {
 		return err

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/testsuites"
 	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
@@ -160,5 +162,74 @@ func TestUploadSurvivesRestart(t *testing.T) {
 	}
 	if _, err := os.Stat(spool + "/u2"); !os.IsNotExist(err) {
 		t.Errorf("spool not removed: %v", err)
+	}
+}
+
+// countingNode counts the bytes its Add calls read.
+type countingNode struct {
+	ipfs.Node
+	mu    sync.Mutex
+	added int64
+}
+
+func (n *countingNode) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
+	if file, ok := f.(files.File); ok {
+		f = files.NewReaderFile(&countingReader{r: file, n: n})
+	}
+	return n.Node.Add(ctx, f)
+}
+
+type countingReader struct {
+	r io.Reader
+	n *countingNode
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.mu.Lock()
+	c.n.added += int64(k)
+	c.n.mu.Unlock()
+	return k, err
+}
+
+// TestUploadImportedOnce checks that an upload sent in parts, with the writer closed and
+// reopened between them, is imported while it arrives: every byte has gone through Add
+// before Commit, and Commit adds nothing more.
+func TestUploadImportedOnce(t *testing.T) {
+	ctx := context.Background()
+	n := &countingNode{Node: node}
+	d, err := New(n, fmt.Sprintf("/once-%d", time.Now().UnixNano()), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := ipfstest.Content(3<<20+5, 11)
+	var w storagedriver.FileWriter
+	for i, part := range [][]byte{b[:1<<20], b[1<<20 : 2<<20], b[2<<20:]} {
+		if w, err = d.Writer(ctx, "/u/data", i > 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(part); err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 {
+			w.Close()
+		}
+	}
+	// The importer may not have counted the last bytes it was handed yet.
+	n.mu.Lock()
+	before := n.added
+	n.mu.Unlock()
+	if before < 2<<20 {
+		t.Errorf("before Commit, Add has read %d bytes of %d", before, len(b))
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.added != int64(len(b)) {
+		t.Errorf("after Commit, Add has read %d bytes for an upload of %d", n.added, len(b))
+	}
+	want, _ := node.Add(ctx, files.NewBytesFile(b))
+	if e, err := node.Stat(ctx, d.StorageDriver.(*driver).mfs("/u/data")); err != nil || e.CID != want {
+		t.Errorf("CID %v (%v), want %s", e.CID, err, want)
 	}
 }

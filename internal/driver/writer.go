@@ -11,6 +11,7 @@ import (
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
 )
 
 // spool keeps uploads in progress as local files, one per driver path, under dir.
@@ -57,7 +58,7 @@ func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriv
 		f.Close()
 		return nil, err
 	}
-	return &writer{d: d, path: p, file: f, size: size}, nil
+	return &writer{d: d, path: p, file: f, size: size, im: d.imports.attach(p, size)}, nil
 }
 
 // unspool copies the committed content at p, if any, to the spool file name.
@@ -84,6 +85,7 @@ type writer struct {
 	path string
 	file *os.File
 	size int64
+	im   *importer // nil when the upload is imported at Commit
 
 	closed, committed, cancelled bool
 }
@@ -94,6 +96,14 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.file.Write(p)
 	w.size += int64(n)
+	if w.im != nil {
+		if _, ierr := w.im.pw.Write(p[:n]); ierr != nil {
+			w.d.imports.drop(w.path, w.im) // Commit imports the spool instead
+			w.im = nil
+		} else {
+			w.im.size += int64(n)
+		}
+	}
 	return n, err
 }
 
@@ -107,6 +117,9 @@ func (w *writer) Close() error {
 	if w.file == nil {
 		return nil
 	}
+	if w.im != nil {
+		w.d.imports.detach(w.path, w.im)
+	}
 	return w.file.Close()
 }
 
@@ -118,6 +131,9 @@ func (w *writer) Cancel(context.Context) error {
 		return errors.New("already committed")
 	}
 	w.cancelled = true
+	if w.im != nil {
+		w.d.imports.drop(w.path, w.im)
+	}
 	w.file.Close()
 	w.file = nil
 	return os.Remove(w.d.spool.file(w.path))
@@ -127,12 +143,19 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.check(); err != nil {
 		return err
 	}
-	if _, err := w.file.Seek(0, io.SeekStart); err != nil {
-		return err
+	c := cid.Undef
+	if w.im != nil {
+		c = w.d.imports.finish(w.path, w.im, w.size)
+		w.im = nil
 	}
-	c, err := w.d.node.Add(ctx, files.NewReaderFile(w.file))
-	if err != nil {
-		return fmt.Errorf("commit %s: %w", w.path, err)
+	if !c.Defined() {
+		if _, err := w.file.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		var err error
+		if c, err = w.d.node.Add(ctx, files.NewReaderFile(w.file)); err != nil {
+			return fmt.Errorf("commit %s: %w", w.path, err)
+		}
 	}
 	if err := w.d.node.Link(ctx, w.d.mfs(w.path), c); err != nil {
 		return fmt.Errorf("commit %s: %w", w.path, err)

@@ -58,6 +58,9 @@ func applyOptions(cfg *config.Config, o Options) error {
 		return err
 	}
 
+	// Check for a block before writing it: MFS and Disco's trees write many blocks that
+	// exist already, and a check is cheaper than rewriting one.
+	cfg.Datastore.WriteThrough = config.False
 	cfg.Addresses.Swarm = o.Swarm
 	cfg.Addresses.API = nil
 	cfg.Addresses.Gateway = nil
