@@ -246,12 +246,64 @@ func TestGlobalUnknownCID(t *testing.T) {
 	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false",
 		"oci:"+writeLayout(t, img, "v1")+":v1", "docker://"+a.Host+"/app/x:v1")
 	cid := cidOf(t, a, digest)
+	start = time.Now()
 	send(t, http.MethodGet, n.URL("/v2/"+cid+"/manifests/latest"), nil, "Accept", manifestTypes).
 		expect(t, reply{404, "NAME_UNKNOWN"})
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("with noclone, GET of a CID's manifest answered after %s, want at once", took)
+	}
 	if out, err := dk.try("pull", n.Host+"/"+cid); err == nil {
 		t.Errorf("docker pull %s/%s from a Disco with noclone succeeded:\n%s", n.Host, cid, out)
 	}
+	waitForCID(t, b, cid)
 	checkLayout(t, pullLayout(t, b.Host+"/"+cid, false), digest)
+}
+
+// TestGlobalPullRightAfterStart pulls by CID from a Disco that has just started, peered
+// with one that holds the image: the pull must not wait for the node to find its peer.
+// Disco leaves dialing its peers to Kubo's peering service (boxo/peering), whose first
+// attempt comes 7.5 to 12.5 s after start; until then no pull by CID can succeed.
+func TestGlobalPullRightAfterStart(t *testing.T) {
+	t.Parallel()
+	lookTool(t, "skopeo")
+	a := startDisco(t, discoOptions{})
+	img := randomImage(t, 1<<20, 1)
+	digest := imageDigest(t, img).String()
+	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false",
+		"oci:"+writeLayout(t, img, "v1")+":v1", "docker://"+a.Host+"/app/x:v1")
+	cid := cidOf(t, a, digest)
+
+	const cloneTimeout = 5 * time.Second
+	b := startDisco(t, discoOptions{YAML: fmt.Sprintf("disco: {clonetimeout: %s}", cloneTimeout), Peers: []string{a.PeerAddr()}})
+	start := time.Now()
+	res := send(t, http.MethodGet, b.URL("/v2/"+cid+"/manifests/latest"), nil, "Accept", manifestTypes)
+	if res.status != http.StatusOK {
+		t.Errorf("right after B started, GET /v2/%s/manifests/latest on B answered %d after %s: %s\n"+
+			"B's node did not reach its peer A within the %s clone timeout",
+			cid, res.status, time.Since(start).Round(time.Millisecond), res.body, cloneTimeout)
+		waitForCID(t, b, cid) // and how long it took, in the log
+	}
+	checkLayout(t, pullLayout(t, b.Host+"/"+cid, false), digest)
+}
+
+// waitForCID waits until d serves the manifest of the CID repository c, for at most a
+// minute, and logs how long that took. Disco's node reaches its peers only some seconds
+// after it starts (TestGlobalPullRightAfterStart); a test that needs them from the
+// start, with a clone timeout shorter than that, waits here.
+func waitForCID(t *testing.T, d *Disco, c string) {
+	t.Helper()
+	start := time.Now()
+	for {
+		res := send(t, http.MethodGet, d.URL("/v2/"+c+"/manifests/latest"), nil, "Accept", manifestTypes)
+		if res.status == http.StatusOK {
+			t.Logf("%s served %s after %s", d.Host, c, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("%s does not serve %s after a minute: %d %s", d.Host, c, res.status, res.body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // TestGlobalLyingRepository serves B, from a Kubo daemon that stands for a foreign IPFS
@@ -303,8 +355,14 @@ func TestGlobalLyingRepository(t *testing.T) {
 	if err := os.WriteFile(otherBytes, randomBytes(t, 3<<19), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The other manifest names the same config and layers: only its digest gives it away.
 	otherManifest := filepath.Join(t.TempDir(), "manifest.json")
-	raw, err := randomImage(t, 1024, 1).RawManifest()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Annotations = map[string]string{"org.example.lie": "not the pushed manifest"}
+	raw, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,6 +374,22 @@ func TestGlobalLyingRepository(t *testing.T) {
 	k.run("swarm", "connect", b.PeerAddr())
 
 	// Each lie must be found out, not timed out: B answers well within its clone timeout.
+	t.Run("manifest", func(t *testing.T) {
+		// First, while B holds nothing of the image, so that a lie B took in would stay.
+		start := time.Now()
+		dst := "oci:" + filepath.Join(t.TempDir(), "pulled")
+		if _, err := trySkopeo(t, "copy", "--src-tls-verify=false", "docker://"+b.Host+"/"+lyingManifest, dst); err == nil {
+			t.Errorf("skopeo pulled %s, whose disco.json maps manifest %s to other bytes", lyingManifest, digest)
+		}
+		for _, ref := range []string{"latest", digest} {
+			send(t, http.MethodGet, b.URL("/v2/"+lyingManifest+"/manifests/"+ref), nil, "Accept", manifestTypes).
+				expect(t, reply{404, "NAME_UNKNOWN"})
+		}
+		if took := time.Since(start); took > cloneTimeout/3 {
+			t.Errorf("refusing the lying manifest took %s, want well under the %s clone timeout", took, cloneTimeout)
+		}
+	})
+
 	t.Run("layer", func(t *testing.T) {
 		// The manifest checks out; the layer is found out when fetched, in the background or
 		// for the client, and then the whole repository is refused.
@@ -335,21 +409,6 @@ func TestGlobalLyingRepository(t *testing.T) {
 			t.Errorf("disco_clone_failures_total{reason=\"mismatch\"} is %v after a lying layer, want at least 1", n)
 		}
 	})
-	t.Run("manifest", func(t *testing.T) {
-		start := time.Now()
-		dst := "oci:" + filepath.Join(t.TempDir(), "pulled")
-		if _, err := trySkopeo(t, "copy", "--src-tls-verify=false", "docker://"+b.Host+"/"+lyingManifest, dst); err == nil {
-			t.Errorf("skopeo pulled %s, whose disco.json maps manifest %s to other bytes", lyingManifest, digest)
-		}
-		for _, ref := range []string{"latest", digest} {
-			send(t, http.MethodGet, b.URL("/v2/"+lyingManifest+"/manifests/"+ref), nil, "Accept", manifestTypes).
-				expect(t, reply{404, "NAME_UNKNOWN"})
-		}
-		if took := time.Since(start); took > cloneTimeout/3 {
-			t.Errorf("refusing the lying manifest took %s, want well under the %s clone timeout", took, cloneTimeout)
-		}
-	})
-
 	// Nothing of the lies was kept under the genuine digests: the genuine image, pushed to
 	// B and pulled into it by its CID (from Kubo), is served byte for byte.
 	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false", src, "docker://"+b.Host+"/later/push:v1")
