@@ -61,6 +61,11 @@ func applyOptions(cfg *config.Config, o Options) error {
 	// Check for a block before writing it: MFS and Disco's trees write many blocks that
 	// exist already, and a check is cheaper than rewriting one.
 	cfg.Datastore.WriteThrough = config.False
+	// Blobs are made of 1 MiB blocks; Kubo's default lets one such block at a time be on
+	// its way to a peer, which leaves the link idle between blocks.
+	cfg.Internal.Bitswap = &config.InternalBitswap{
+		MaxOutstandingBytesPerPeer: *config.NewOptionalInteger(64 << 20),
+	}
 	cfg.Addresses.Swarm = o.Swarm
 	cfg.Addresses.API = nil
 	cfg.Addresses.Gateway = nil

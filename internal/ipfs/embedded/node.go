@@ -95,6 +95,15 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		nd.Close()
 		return nil, fmt.Errorf("ipfs api: %w", err)
 	}
+	// Kubo's peering service first dials its peers after a delay of several seconds, to
+	// stagger reconnections; a Disco that has just started should not wait that long.
+	for _, p := range cfg.Peering.Peers {
+		go func() {
+			ctx, cancel := context.WithTimeout(nd.Context(), 30*time.Second)
+			defer cancel()
+			nd.PeerHost.Connect(ctx, p) // on failure, peering tries again
+		}()
+	}
 	return &Node{ipfs: nd, api: api, root: nd.FilesRoot}, nil
 }
 
