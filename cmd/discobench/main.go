@@ -72,14 +72,14 @@ func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
 		}
 	}()
 	// newSide starts the side's first registry; workloads may start more.
-	newSide := func(name, bin string, start func(ctx context.Context, bin, dir string) (*registry, error)) (*side, error) {
+	newSide := func(name, bin string, start func(ctx context.Context, bin, dir string, peers ...*registry) (*registry, error)) (*side, error) {
 		s := &side{name: name}
-		s.newRegistry = func(ctx context.Context) (*registry, error) {
+		s.newRegistry = func(ctx context.Context, peers ...*registry) (*registry, error) {
 			dir, err := os.MkdirTemp(tmp, name+"-")
 			if err != nil {
 				return nil, err
 			}
-			r, err := start(ctx, bin, dir)
+			r, err := start(ctx, bin, dir, peers...)
 			if err != nil {
 				return nil, err
 			}

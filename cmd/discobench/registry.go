@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -22,42 +23,71 @@ type registry struct {
 	dir   string
 	host  string // 127.0.0.1:port
 	debug string // debug address with /debug/pprof/, if any
+	ipfs  string // disco: its IPFS node's address, /ip4/127.0.0.1/tcp/<port>/p2p/<id>
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when the process has exited
 }
 
-// startDisco starts disco with its own HOME in dir and an embedded node on loopback.
-func startDisco(ctx context.Context, bin, dir string) (*registry, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+// startDisco starts disco with its own HOME in dir and an embedded node on loopback,
+// peered with the nodes of peers.
+func startDisco(ctx context.Context, bin, dir string, peers ...*registry) (*registry, error) {
+	var ports [3]int
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
 	}
-	debug, err := freePort()
-	if err != nil {
-		return nil, err
+	r := &registry{name: "disco", dir: dir, host: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		debug: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	var addrs []string
+	for _, p := range peers {
+		addrs = append(addrs, p.ipfs)
 	}
-	r := &registry{name: "disco", dir: dir, host: fmt.Sprintf("127.0.0.1:%d", port),
-		debug: fmt.Sprintf("127.0.0.1:%d", debug)}
 	// http.addr gives only the host; the port is $DISCO_PORT.
 	config := fmt.Sprintf(`version: 0.1
 log: {level: warn, accesslog: {disabled: true}}
 storage:
   ipfs:
     node:
-      swarm: [/ip4/127.0.0.1/tcp/0]
+      swarm: [/ip4/127.0.0.1/tcp/%d]
+      peers: [%s]
 http:
   addr: 127.0.0.1:5000
   debug: {addr: %s}
-`, r.debug)
-	env := []string{"HOME=" + dir, "DISCO_PORT=" + strconv.Itoa(port)}
+`, ports[2], strings.Join(addrs, ", "), r.debug)
+	env := []string{"HOME=" + dir, "DISCO_PORT=" + strconv.Itoa(ports[0])}
 	if err := r.start(ctx, bin, config, env); err != nil {
 		return nil, err
 	}
+	id, err := discoID(ctx, bin, append(env, "REGISTRY_CONFIGURATION_PATH="+filepath.Join(dir, "config.yml")))
+	if err != nil {
+		r.stop()
+		return nil, err
+	}
+	r.ipfs = id
 	return r, nil
 }
 
-// startReference starts Distribution's registry with the filesystem driver in dir.
-func startReference(ctx context.Context, bin, dir string) (*registry, error) {
+// discoID returns the first address "disco id" prints.
+func discoID(ctx context.Context, bin string, env []string) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, "id")
+	cmd.Env = append(cleanEnv(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("disco id: %w", err)
+	}
+	var id struct{ Addresses []string }
+	if err := json.Unmarshal(out, &id); err != nil || len(id.Addresses) == 0 {
+		return "", fmt.Errorf("disco id printed %q", out)
+	}
+	return id.Addresses[0], nil
+}
+
+// startReference starts Distribution's registry with the filesystem driver in dir. It has
+// no peers: registries of its kind share nothing.
+func startReference(ctx context.Context, bin, dir string, _ ...*registry) (*registry, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -38,8 +39,10 @@ type side struct {
 	name string
 	reg  *registry
 	// newRegistry starts another registry of the same kind, stopped at the end, for
-	// workloads that need two (a copy between registries).
-	newRegistry func(ctx context.Context) (*registry, error)
+	// workloads that need two; a disco's IPFS node is peered with those of peers.
+	newRegistry func(ctx context.Context, peers ...*registry) (*registry, error)
+	// second is the registry the cross-node workload moves the big image to.
+	second *registry
 
 	big   pushed
 	small []pushed
@@ -74,6 +77,7 @@ func (w *workloads) list() []workload {
 			{name: "peak RSS, big push", unit: "MiB", maxDisco: 300},
 		}, run: w.bigPush},
 		{figures: []figure{{name: "big pull", unit: "MB/s", minRatio: 0.8}}, run: w.bigPull},
+		{figures: []figure{{name: "cross-node pull", unit: "MB/s", minRatio: 0.7}}, run: w.crossNode},
 		{figures: []figure{{name: "small push", unit: "images/s", minRatio: 0.5}}, run: w.smallPush},
 		{figures: []figure{{name: "small pull", unit: "images/s", minRatio: 0.5}}, run: w.smallPull},
 	}
@@ -109,6 +113,76 @@ func (w *workloads) bigPull(ctx context.Context, s *side) ([]float64, error) {
 		return nil, err
 	}
 	return []float64{float64(w.size) / 1e6 / time.Since(start).Seconds()}, nil
+}
+
+// crossNode moves the big image to a second registry. On disco, a client pulls it by CID
+// from a second Disco, whose node fetches it over IPFS from the first one's; on the
+// reference, a client copies it from one registry to the other over HTTP, as
+// "crane copy" does. Both end with the image in the second registry and read in full by
+// the client once.
+func (w *workloads) crossNode(ctx context.Context, s *side) ([]float64, error) {
+	if s.second == nil {
+		r, err := s.newRegistry(ctx, s.reg)
+		if err != nil {
+			return nil, err
+		}
+		s.second = r
+	}
+	var err error
+	start := time.Now()
+	if s.reg.ipfs != "" {
+		err = w.pullByCID(ctx, s)
+	} else {
+		err = w.copy(ctx, s)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []float64{float64(w.size) / 1e6 / time.Since(start).Seconds()}, nil
+}
+
+// pullByCID pulls the big image from the second Disco by the CID the first gave it.
+func (w *workloads) pullByCID(ctx context.Context, s *side) error {
+	img, err := remote.Image(s.big.ref, remote.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	h, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	repo, err := name.NewRepository(s.reg.host+"/"+h.Hex, name.Insecure)
+	if err != nil {
+		return err
+	}
+	tags, err := remote.List(repo, remote.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	for _, t := range tags {
+		if strings.HasPrefix(t, "bafy") {
+			ref, err := name.ParseReference(s.second.host+"/"+t, name.Insecure)
+			if err != nil {
+				return err
+			}
+			return pull(ctx, pushed{ref: ref, layer: s.big.layer, size: s.big.size})
+		}
+	}
+	return fmt.Errorf("%s: no CID among the tags %v", repo, tags)
+}
+
+// copy copies the big image to the second registry, through the client.
+func (w *workloads) copy(ctx context.Context, s *side) error {
+	img, err := remote.Image(s.big.ref, remote.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	w.tags++
+	dst, err := name.ParseReference(fmt.Sprintf("%s/bench/copy:%d", s.second.host, w.tags), name.Insecure)
+	if err != nil {
+		return err
+	}
+	return remote.Write(dst, img, remote.WithContext(ctx))
 }
 
 // smallPush pushes n small images one after the other.

@@ -40,34 +40,40 @@ func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriv
 	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", p, err)
 	}
-	flags := os.O_RDWR | os.O_CREATE
 	if !append {
-		flags |= os.O_TRUNC
+		d.imports.dropUnder(p)
+		f, err := os.Create(name)
+		if err != nil {
+			return nil, fmt.Errorf("spool %s: %w", p, err)
+		}
+		f.Close()
 	} else if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
 		// Appending to committed content: start from it.
 		if err := d.unspool(ctx, p, name); err != nil {
 			return nil, err
 		}
 	}
-	f, err := os.OpenFile(name, flags, 0o600)
+	fi, err := os.Stat(name)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", p, err)
 	}
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		f.Close()
-		return nil, err
+	w := &writer{d: d, path: p, size: fi.Size()}
+	if w.im, err = d.imports.attach(p, name, w.size); err != nil || w.im != nil {
+		return w, err
 	}
-	return &writer{d: d, path: p, file: f, size: size, im: d.imports.attach(p, size)}, nil
+	// No import as the data arrives: spool it here, and import the spool at Commit.
+	if w.file, err = os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", p, err)
+	}
+	return w, nil
 }
 
 // unspool copies the committed content at p, if any, to the spool file name.
 func (d *driver) unspool(ctx context.Context, p, name string) error {
 	r, err := d.Reader(ctx, p, 0)
 	if errors.As(err, new(storagedriver.PathNotFoundError)) {
-		return nil
-	}
-	if err != nil {
+		r = io.NopCloser(new(emptyReader))
+	} else if err != nil {
 		return err
 	}
 	defer r.Close()
@@ -79,13 +85,18 @@ func (d *driver) unspool(ctx context.Context, p, name string) error {
 	return errors.Join(err, f.Close())
 }
 
-// writer spools what it is given; Commit imports it into IPFS and links it at its path.
+type emptyReader struct{}
+
+func (emptyReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// writer hands what it is given to its importer, or spools it itself when it has none;
+// Commit links the result at its path.
 type writer struct {
 	d    *driver
 	path string
-	file *os.File
 	size int64
-	im   *importer // nil when the upload is imported at Commit
+	im   *importer // nil when the upload is spooled here and imported at Commit
+	file *os.File  // the spool, when im is nil
 
 	closed, committed, cancelled bool
 }
@@ -94,33 +105,37 @@ func (w *writer) Write(p []byte) (int, error) {
 	if err := w.check(); err != nil {
 		return 0, err
 	}
-	n, err := w.file.Write(p)
-	w.size += int64(n)
+	var n int
+	var err error
 	if w.im != nil {
-		if _, ierr := w.im.pw.Write(p[:n]); ierr != nil {
-			w.d.imports.drop(w.path, w.im) // Commit imports the spool instead
-			w.im = nil
-		} else {
-			w.im.size += int64(n)
+		if n, err = w.im.p.Write(p); err != nil {
+			err = fmt.Errorf("import upload %s: %w", w.path, err)
 		}
+		w.im.size += int64(n)
+	} else {
+		n, err = w.file.Write(p)
 	}
+	w.size += int64(n)
 	return n, err
 }
 
 func (w *writer) Size() int64 { return w.size }
 
+// Close leaves what was written spooled, for a writer that appends to it.
 func (w *writer) Close() error {
 	if w.closed {
 		return errors.New("already closed")
 	}
 	w.closed = true
-	if w.file == nil {
-		return nil
-	}
-	if w.im != nil {
+	switch {
+	case w.im != nil:
+		err := w.im.p.Sync()
 		w.d.imports.detach(w.path, w.im)
+		return err
+	case w.file != nil:
+		return w.file.Close()
 	}
-	return w.file.Close()
+	return nil
 }
 
 func (w *writer) Cancel(context.Context) error {
@@ -131,11 +146,7 @@ func (w *writer) Cancel(context.Context) error {
 		return errors.New("already committed")
 	}
 	w.cancelled = true
-	if w.im != nil {
-		w.d.imports.drop(w.path, w.im)
-	}
-	w.file.Close()
-	w.file = nil
+	w.release()
 	return os.Remove(w.d.spool.file(w.path))
 }
 
@@ -143,28 +154,45 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.check(); err != nil {
 		return err
 	}
-	c := cid.Undef
-	if w.im != nil {
-		c = w.d.imports.finish(w.path, w.im, w.size)
-		w.im = nil
-	}
-	if !c.Defined() {
-		if _, err := w.file.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		var err error
-		if c, err = w.d.node.Add(ctx, files.NewReaderFile(w.file)); err != nil {
-			return fmt.Errorf("commit %s: %w", w.path, err)
-		}
+	c, err := w.result(ctx)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", w.path, err)
 	}
 	if err := w.d.node.Link(ctx, w.d.mfs(w.path), c); err != nil {
 		return fmt.Errorf("commit %s: %w", w.path, err)
 	}
 	w.d.touch(w.path)
 	w.committed = true
+	return os.Remove(w.d.spool.file(w.path))
+}
+
+// result returns the CID of the upload: its importer's, or the spool's, imported now.
+func (w *writer) result(ctx context.Context) (cid.Cid, error) {
+	if w.im != nil {
+		im := w.im
+		w.im = nil
+		return w.d.imports.finish(w.path, im)
+	}
 	w.file.Close()
 	w.file = nil
-	return os.Remove(w.d.spool.file(w.path))
+	f, err := os.Open(w.d.spool.file(w.path))
+	if err != nil {
+		return cid.Undef, err
+	}
+	defer f.Close()
+	return w.d.node.Add(ctx, files.NewReaderFile(f))
+}
+
+// release stops the importer or closes the spool.
+func (w *writer) release() {
+	if w.im != nil {
+		w.d.imports.drop(w.path, w.im)
+		w.im = nil
+	}
+	if w.file != nil {
+		w.file.Close()
+		w.file = nil
+	}
 }
 
 func (w *writer) check() error {
