@@ -136,7 +136,6 @@ func serve(getenv func(string) string, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	defer g.Close()
 
 	srv, err := server.New(ctx, c, node, g, log)
 	if err != nil {

@@ -96,7 +96,6 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		g.Close()
 		node.Close()
 	})
 	return &Disco{Host: ln.Addr().String(), Node: node, Metrics: metrics}

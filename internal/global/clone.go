@@ -61,8 +61,7 @@ func (g *Global) ensureRepository(ctx context.Context, name string) error {
 
 // clone copies the CID repository c from the network. It fetches the repository directory
 // and the image's manifests, checking every manifest against its digest and the directory
-// against disco.json, and links the repository in. Layers follow in the background and
-// on demand.
+// against disco.json, and links the repository in. Layers follow as clients ask for them.
 func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) {
 	start := time.Now()
 	g.metrics.inProgress.Inc()
@@ -103,7 +102,6 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 		}
 		return g.fetchManifest(ctx, d, blobs[d])
 	}
-	var layers []digest.Digest
 	for _, top := range links.tags {
 		img, err := walkImage(ctx, top, readManifest)
 		if err != nil {
@@ -112,20 +110,11 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 		if err := links.covers(img, blobs); err != nil {
 			return refused(name, err)
 		}
-		for _, b := range img.blobs {
-			if stored, ok := links.aliases[b.Digest]; ok {
-				layers = append(layers, stored)
-			}
-			if _, ok := blobs[b.Digest]; ok {
-				layers = append(layers, b.Digest)
-			}
-		}
 	}
 	if err := g.node.Link(ctx, g.layout.Repository(name), c); err != nil {
 		return err
 	}
 	g.maps.Add(name, blobs)
-	g.prefetch(name, layers, blobs)
 	return nil
 }
 
@@ -144,20 +133,6 @@ func (g *Global) observeClone(name string, start time.Time, err error) {
 		g.log.Info("cloned", "cid", name, "took", took.Round(time.Millisecond))
 	}
 	g.metrics.duration.WithLabelValues(result).Observe(took.Seconds())
-}
-
-// prefetch fetches layers in the background, a few at a time, so that they are local by
-// the time clients ask for them.
-func (g *Global) prefetch(name string, layers []digest.Digest, blobs map[digest.Digest]cid.Cid) {
-	for _, d := range layers {
-		g.bg.Go(func() {
-			g.fetchSlots <- struct{}{}
-			defer func() { <-g.fetchSlots }()
-			if err := g.ensureBlob(g.bgCtx, d, blobs[d]); err != nil {
-				g.blobFailed(g.bgCtx, name, d, err)
-			}
-		})
-	}
 }
 
 // fetchManifest fetches the manifest d as c, checks it and links it if it is not held yet.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -52,15 +51,7 @@ type Global struct {
 	maps *lru.Cache[string, map[digest.Digest]cid.Cid]
 	// refused remembers CID repositories found to lie, with the reason.
 	refused *lru.Cache[string, error]
-
-	// Background fetches: at most prefetchers at once, stopped by Close.
-	bg         sync.WaitGroup
-	bgCtx      context.Context
-	stop       context.CancelFunc
-	fetchSlots chan struct{}
 }
-
-const prefetchers = 4
 
 // New returns a Global.
 func New(o Options) (*Global, error) {
@@ -83,23 +74,15 @@ func New(o Options) (*Global, error) {
 		return nil, err
 	}
 	g := &Global{
-		refused:    refused,
-		node:       o.Node,
-		layout:     layout.Layout{Root: o.Root},
-		opts:       o,
-		log:        o.Log,
-		metrics:    m,
-		maps:       maps,
-		fetchSlots: make(chan struct{}, prefetchers),
+		refused: refused,
+		node:    o.Node,
+		layout:  layout.Layout{Root: o.Root},
+		opts:    o,
+		log:     o.Log,
+		metrics: m,
+		maps:    maps,
 	}
-	g.bgCtx, g.stop = context.WithCancel(context.Background())
 	return g, nil
-}
-
-// Close stops background fetches and waits for them.
-func (g *Global) Close() {
-	g.stop()
-	g.bg.Wait()
 }
 
 // readBlob reads a manifest-sized blob from the registry.

@@ -2,8 +2,11 @@ package global_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha512"
+	"errors"
 	"fmt"
+	"github.com/opencontainers/go-digest"
 	"io"
 	"maps"
 	"net/http"
@@ -17,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/discoregistry/disco/internal/disctest"
+	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/layout"
 )
 
 func TestPushFilesUnderDigestAndCID(t *testing.T) {
@@ -250,5 +255,48 @@ func TestSha512References(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !bytes.Equal(got, blob) || resp.Header.Get("Docker-Content-Digest") != sha512(blob) {
 			t.Errorf("blob %s by CID: %s, %d bytes, digest header %q", sha512(blob), resp.Status, len(got), resp.Header.Get("Docker-Content-Digest"))
 		}
+	}
+}
+
+// TestBigBlobStreamed pulls by CID a layer too big to be fetched before it is served: it
+// is streamed, checked on the way and kept; one whose disco.json lies is cut short, never
+// kept, and its repository refused.
+func TestBigBlobStreamed(t *testing.T) {
+	a := disctest.Start(t, "")
+	b := disctest.Start(t, "", a)
+	img, _ := random.Image(6<<20, 1)
+	h := a.Push(t, "app/big:v1", img)
+	c := a.CIDOf(t, h)
+	if got := disctest.PullAll(t, b.Ref(t, c)); got != h {
+		t.Errorf("B pulls %s, want %s", got, h)
+	}
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	d := digest.Digest(ld.String())
+	if _, err := b.Node.Stat(context.Background(), layout.Layout{}.Blob(d)); err != nil {
+		t.Errorf("the streamed layer was not kept: %v", err)
+	}
+
+	lying := disctest.ReadTree(t, a.Node, "/ipfs/"+c)
+	other, _ := random.Image(6<<20, 1)
+	ol, _ := other.Layers()
+	rc, _ := ol[0].Compressed()
+	ob, _ := io.ReadAll(rc)
+	disctest.SetBlobCID(t, lying, ld.Hex, disctest.AddBytes(t, a.Node, ob))
+	bad := disctest.AddTree(t, a.Node, lying).String()
+	c2 := disctest.Start(t, "", a) // holds nothing yet
+	resp, err := http.Get(c2.URL("/v2/" + bad + "/blobs/" + ld.String()))
+	if err == nil {
+		got, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && rerr == nil && int64(len(got)) == resp.ContentLength {
+			t.Errorf("a lying layer was served whole: %s, %d bytes", resp.Status, len(got))
+		}
+	}
+	if code, ec := disctest.OCIError(t, http.MethodGet, c2.URL("/v2/"+bad+"/manifests/latest")); code != 404 || ec != "NAME_UNKNOWN" {
+		t.Errorf("after the lying layer: %d %s, want the repository refused", code, ec)
+	}
+	if _, err := c2.Node.Stat(context.Background(), layout.Layout{}.Blob(d)); !errors.Is(err, ipfs.ErrNotFound) {
+		t.Errorf("the lying layer was kept under its digest: %v", err)
 	}
 }

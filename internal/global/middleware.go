@@ -2,14 +2,10 @@ package global
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/api/errcode"
 	registrymiddleware "github.com/distribution/distribution/v3/registry/middleware/registry"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
@@ -95,70 +91,6 @@ func (t tags) Tag(ctx context.Context, tag string, desc v1.Descriptor) error {
 		return nil
 	}
 	return t.TagService.Tag(ctx, tag, desc)
-}
-
-// blobs fetches, from the network, the blobs of a CID repository that are not local yet.
-type blobs struct {
-	distribution.BlobStore
-	name string
-	g    *Global
-}
-
-func (b blobs) ensure(ctx context.Context, d digest.Digest) error {
-	m, err := b.g.blobMap(ctx, b.name)
-	if err != nil {
-		return err
-	}
-	c, ok := m[d]
-	if !ok {
-		return nil // not this repository's: Distribution answers
-	}
-	err = b.g.ensureBlob(ctx, d, c)
-	if err == nil && d.Algorithm() != digest.Canonical {
-		// Distribution serves d from the sha256 digest it is stored under.
-		for stored, sc := range m {
-			if sc == c && stored.Algorithm() == digest.Canonical && err == nil {
-				err = b.g.ensureBlob(ctx, stored, c)
-			}
-		}
-	}
-	if err == nil {
-		return nil
-	}
-	b.g.blobFailed(ctx, b.name, d, err)
-	var mismatch *MismatchError
-	if errors.As(err, &mismatch) {
-		return errcode.ErrorCodeBlobUnknown.WithDetail(err.Error())
-	}
-	return errcode.ErrorCodeBlobUnknown.WithDetail(fmt.Sprintf("could not fetch %s from IPFS: %v", d, err))
-}
-
-func (b blobs) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
-	if err := b.ensure(ctx, d); err != nil {
-		return v1.Descriptor{}, err
-	}
-	return b.BlobStore.Stat(ctx, d)
-}
-
-func (b blobs) Get(ctx context.Context, d digest.Digest) ([]byte, error) {
-	if err := b.ensure(ctx, d); err != nil {
-		return nil, err
-	}
-	return b.BlobStore.Get(ctx, d)
-}
-
-func (b blobs) Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, error) {
-	if err := b.ensure(ctx, d); err != nil {
-		return nil, err
-	}
-	return b.BlobStore.Open(ctx, d)
-}
-
-func (b blobs) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, d digest.Digest) error {
-	if err := b.ensure(ctx, d); err != nil {
-		return err
-	}
-	return b.BlobStore.ServeBlob(ctx, w, r, d)
 }
 
 // blobMap returns the digest-to-CID map of the CID repository name, from its disco.json.
