@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -98,6 +99,11 @@ func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser,
 
 // Add implements ipfs.Node.
 func (n *Node) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
+	if file, ok := f.(files.File); ok {
+		if size, err := file.Size(); err == nil && size <= int64(ipfs.Import.ChunkSize) {
+			return n.addLeaf(ctx, file)
+		}
+	}
 	p, err := n.api.Unixfs().Add(ctx, f,
 		options.Unixfs.CidVersion(ipfs.Import.CIDVersion),
 		options.Unixfs.Hash(mh.SHA2_256),
@@ -113,6 +119,26 @@ func (n *Node) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
 		return cid.Undef, fmt.Errorf("ipfs add: %w", err)
 	}
 	return p.RootCid(), nil
+}
+
+// addLeaf adds a file of one chunk at most. With raw leaves, such a file is one raw
+// block, which is what Kubo's importer makes of it too, without the importer's set-up.
+func (n *Node) addLeaf(ctx context.Context, f files.File) (cid.Cid, error) {
+	b, err := io.ReadAll(io.LimitReader(f, int64(ipfs.Import.ChunkSize)+1))
+	if err != nil {
+		return cid.Undef, fmt.Errorf("ipfs add: %w", err)
+	}
+	if len(b) > ipfs.Import.ChunkSize { // it grew: let the importer chunk it
+		return n.Add(ctx, files.NewReaderFile(io.MultiReader(bytes.NewReader(b), f)))
+	}
+	nd, err := merkledag.NewRawNodeWPrefix(b, cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1})
+	if err != nil {
+		return cid.Undef, err
+	}
+	if err := n.ipfs.DAG.Add(ctx, nd); err != nil {
+		return cid.Undef, fmt.Errorf("ipfs add: %w", err)
+	}
+	return nd.Cid(), nil
 }
 
 // Fetch implements ipfs.Node.

@@ -8,9 +8,11 @@ import (
 	gopath "path"
 	"strings"
 
+	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/mfs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/ipfs/kubo/core/node"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 )
@@ -181,6 +183,11 @@ func (n *Node) Remove(ctx context.Context, p string) error {
 
 // Flush implements ipfs.Node. Flushes that find nothing changed since the last one return
 // at once, so many callers flushing together cost one flush.
+//
+// A flush writes the changed directories and records the new root in the repository, as
+// MFS's own publishing does, but keeps MFS's directories in memory: dropping them, as
+// mfs.FlushPath does, would have the next requests read them back from disk. Every
+// trimEvery flushes, mfs.FlushPath does drop them, so that memory stays bounded.
 func (n *Node) Flush(ctx context.Context) error {
 	_, err := withContext(ctx, func() (struct{}, error) {
 		n.mu.Lock()
@@ -188,13 +195,35 @@ func (n *Node) Flush(ctx context.Context) error {
 		if n.changes == n.flushed {
 			return struct{}{}, nil
 		}
-		if _, err := mfs.FlushPath(ctx, n.root, "/"); err != nil {
+		if err := n.flush(ctx); err != nil {
 			return struct{}{}, fmt.Errorf("flush mfs: %w", err)
 		}
 		n.flushed = n.changes
 		return struct{}{}, nil
 	})
 	return err
+}
+
+// trimEvery is how many flushes keep MFS's directories in memory before one drops them.
+const trimEvery = 64
+
+func (n *Node) flush(ctx context.Context) error {
+	if n.flushes++; n.flushes%trimEvery == 0 {
+		_, err := mfs.FlushPath(ctx, n.root, "/")
+		return err
+	}
+	nd, err := n.root.GetDirectory().GetNode()
+	if err != nil {
+		return err
+	}
+	ds := n.ipfs.Repo.Datastore()
+	if err := ds.Sync(ctx, blockstore.BlockPrefix); err != nil {
+		return err
+	}
+	if err := ds.Put(ctx, node.FilesRootDatastoreKey, nd.Cid().Bytes()); err != nil {
+		return err
+	}
+	return ds.Sync(ctx, node.FilesRootDatastoreKey)
 }
 
 func (n *Node) mkdirAll(dir string) (*mfs.Directory, error) {

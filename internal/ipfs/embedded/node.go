@@ -43,6 +43,7 @@ type Node struct {
 	mu      sync.RWMutex
 	changes uint64 // MFS changes made so far
 	flushed uint64 // value of changes at the last Flush
+	flushes uint64 // flushes so far
 }
 
 var _ ipfs.Node = (*Node)(nil)

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/kubo/config"
 
+	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
 )
 
@@ -141,5 +143,35 @@ func TestReadIdentity(t *testing.T) {
 	}
 	if len(id.Addresses) != 1 || id.Addresses[0] != "/ip4/127.0.0.1/tcp/4001/p2p/"+id.ID {
 		t.Errorf("addresses = %v", id.Addresses)
+	}
+}
+
+// TestManyFlushes changes and flushes more often than trimEvery, so that both ways of
+// flushing run, and checks that everything is there after a restart.
+func TestManyFlushes(t *testing.T) {
+	ctx := context.Background()
+	o := Options{Path: t.TempDir(), Swarm: loopback}
+	n := open(t, o)
+	for i := range 2*trimEvery + 3 {
+		c, err := n.Add(ctx, files.NewBytesFile([]byte(fmt.Sprint(i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Link(ctx, fmt.Sprintf("/d%d/f", i%5), c); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = open(t, o)
+	for i := 2*trimEvery - 2; i < 2*trimEvery+3; i++ {
+		b, err := ipfs.ReadFile(ctx, n, fmt.Sprintf("/d%d/f", i%5), 100)
+		if err != nil || string(b) != fmt.Sprint(i) {
+			t.Errorf("/d%d/f = %q, %v; want %d", i%5, b, err, i)
+		}
 	}
 }
