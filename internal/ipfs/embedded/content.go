@@ -138,6 +138,7 @@ func (n *Node) addLeaf(ctx context.Context, f files.File) (cid.Cid, error) {
 	if err := n.ipfs.DAG.Add(ctx, nd); err != nil {
 		return cid.Undef, fmt.Errorf("ipfs add: %w", err)
 	}
+	n.added.Add(nd.Cid(), nd)
 	return nd.Cid(), nil
 }
 

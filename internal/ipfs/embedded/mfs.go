@@ -118,9 +118,12 @@ func (n *Node) listMFS(ctx context.Context, p string) ([]ipfs.Entry, error) {
 
 // Link implements ipfs.Node.
 func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
-	nd, err := n.ipfs.DAG.Get(ctx, c)
-	if err != nil {
-		return fmt.Errorf("link %s: %w", c, contentError(err))
+	nd, ok := n.added.Get(c)
+	if !ok {
+		var err error
+		if nd, err = n.ipfs.DAG.Get(ctx, c); err != nil {
+			return fmt.Errorf("link %s: %w", c, contentError(err))
+		}
 	}
 	dir, name := gopath.Split(p)
 	return n.change(ctx, func() error {

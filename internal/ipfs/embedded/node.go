@@ -12,7 +12,10 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/ipfs/boxo/mfs"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/ipfs/kubo/config"
 	serialize "github.com/ipfs/kubo/config/serialize"
 	"github.com/ipfs/kubo/core"
@@ -44,6 +47,10 @@ type Node struct {
 	changes uint64 // MFS changes made so far
 	flushed uint64 // value of changes at the last Flush
 	flushes uint64 // flushes so far
+
+	// added holds the small files added last, which are most often linked next: Link
+	// finds them here rather than reading them back from the blockstore.
+	added *lru.Cache[cid.Cid, ipld.Node]
 }
 
 var _ ipfs.Node = (*Node)(nil)
@@ -105,7 +112,12 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 			nd.PeerHost.Connect(ctx, p) // on failure, peering tries again
 		}()
 	}
-	return &Node{ipfs: nd, api: api, root: nd.FilesRoot}, nil
+	added, err := lru.New[cid.Cid, ipld.Node](1024)
+	if err != nil {
+		nd.Close()
+		return nil, err
+	}
+	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, added: added}, nil
 }
 
 const closeTimeout = 30 * time.Second
