@@ -228,16 +228,9 @@ func (d *Disco) Stop() {
 	if !d.running() {
 		t.Fatalf("disco %s is not running", d.Host)
 	}
-	d.proc.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(stopTimeout):
-		d.proc.Signal(syscall.SIGKILL)
-		<-d.done
-		d.PID = 0
+	if !d.terminate() {
 		t.Fatalf("disco %s did not stop within %s of SIGTERM; log %s:\n%s", d.Host, stopTimeout, d.Log, d.logTail())
 	}
-	d.PID = 0
 	if d.err != nil {
 		t.Fatalf("disco %s exited with %v after SIGTERM; log %s:\n%s", d.Host, d.err, d.Log, d.logTail())
 	}
@@ -273,15 +266,24 @@ func (d *Disco) running() bool {
 	}
 }
 
+// terminate sends SIGTERM and waits for the process to exit, sending SIGKILL after
+// stopTimeout; it reports whether SIGTERM was enough.
+func (d *Disco) terminate() bool {
+	defer func() { d.PID = 0 }()
+	d.proc.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		return true
+	case <-time.After(stopTimeout):
+		d.proc.Signal(syscall.SIGKILL)
+		<-d.done
+		return false
+	}
+}
+
 func (d *Disco) cleanup() {
 	if d.running() {
-		d.proc.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(stopTimeout):
-			d.proc.Signal(syscall.SIGKILL)
-			<-d.done
-		}
+		d.terminate()
 	}
 	if d.t.Failed() {
 		d.t.Logf("disco %s log %s, last lines:\n%s", d.Host, d.Log, d.logTail())
