@@ -175,3 +175,19 @@ func TestManyFlushes(t *testing.T) {
 		}
 	}
 }
+
+func TestPublicConfig(t *testing.T) {
+	cfg, err := config.Init(io.Discard, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyOptions(cfg, Options{Swarm: DefaultSwarm, Public: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Bootstrap) == 0 || cfg.Routing.Type.WithDefault("") != "dht" || cfg.Provide.Enabled != config.True {
+		t.Errorf("public config: bootstrap %v, routing %v, provide %v", cfg.Bootstrap, cfg.Routing.Type, cfg.Provide.Enabled)
+	}
+	if !cfg.Plugins.Plugins["telemetry"].Disabled || cfg.AutoConf.Enabled != config.False {
+		t.Error("public config: telemetry and AutoConf must stay off")
+	}
+}
