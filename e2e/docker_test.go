@@ -169,6 +169,16 @@ func randomRootfs(t *testing.T, size int64) string {
 
 var pushedDigest = regexp.MustCompile(`digest: (sha256:[0-9a-f]{64}) size:`)
 
+// importRandom makes an image of a random layer of about size bytes under ref, removed
+// when the test ends, and returns its ID.
+func (c *docker) importRandom(t *testing.T, ref string, size int64) string {
+	t.Helper()
+	c.run(t, "import", randomRootfs(t, size), ref)
+	id := c.run(t, "image", "inspect", "--format", "{{.Id}}", ref)
+	t.Cleanup(func() { c.try("rmi", "--force", id) })
+	return id
+}
+
 func TestDockerPushPull(t *testing.T) {
 	t.Parallel()
 	dk := needDocker(t)

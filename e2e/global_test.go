@@ -46,9 +46,7 @@ func TestGlobalDocker(t *testing.T) {
 	}
 
 	pushed := a.Host + "/app/x:v1"
-	dk.run(t, "import", randomRootfs(t, 4<<20), pushed)
-	imageID := dk.run(t, "image", "inspect", "--format", "{{.Id}}", pushed)
-	t.Cleanup(func() { dk.try("rmi", "--force", imageID) })
+	imageID := dk.importRandom(t, pushed, 4<<20)
 	digest := dockerPush(t, dk, pushed)
 	hex := strings.TrimPrefix(digest, "sha256:")
 	cid := cidOf(t, a, digest)
@@ -85,8 +83,7 @@ func TestGlobalDocker(t *testing.T) {
 
 	// The same image, copied by skopeo from what B gave into C under another name, gets the
 	// same CID on C.
-	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false",
-		"oci:"+pulled, "docker://"+c.Host+"/elsewhere/y:v2")
+	skopeoPush(t, "oci:"+pulled, c.Host+"/elsewhere/y:v2")
 	if got := cidOf(t, c, digest); got != cid {
 		t.Errorf("the same image on C has CID %s, on A %s", got, cid)
 	}
@@ -110,8 +107,7 @@ func TestGlobalHashesOnly(t *testing.T) {
 	d := startDisco(t, discoOptions{YAML: "disco: {hashesonly: true}"})
 	img := randomImage(t, 2<<20, 2)
 	digest := imageDigest(t, img).String()
-	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false",
-		"oci:"+writeLayout(t, img, "v1")+":v1", "docker://"+d.Host+"/app/x:v1")
+	skopeoPush(t, layoutOf(t, img), d.Host+"/app/x:v1")
 
 	send(t, http.MethodGet, d.URL("/v2/app/x/tags/list"), nil).expect(t, reply{404, "NAME_UNKNOWN"})
 	send(t, http.MethodGet, d.URL("/v2/app/x/manifests/v1"), nil, "Accept", manifestTypes).
@@ -165,9 +161,7 @@ func TestGlobalReadOnly(t *testing.T) {
 	b := startDisco(t, discoOptions{Peers: []string{a.PeerAddr()}})
 
 	pushed := a.Host + "/app/x:v1"
-	dk.run(t, "import", randomRootfs(t, 1<<20), pushed)
-	imageID := dk.run(t, "image", "inspect", "--format", "{{.Id}}", pushed)
-	t.Cleanup(func() { dk.try("rmi", "--force", imageID) })
+	imageID := dk.importRandom(t, pushed, 1<<20)
 	digest := dockerPush(t, dk, pushed)
 	hex := strings.TrimPrefix(digest, "sha256:")
 	cid := cidOf(t, a, digest)
@@ -243,8 +237,7 @@ func TestGlobalUnknownCID(t *testing.T) {
 	// A holds this CID; N, which has disco.noclone, does not take it from A, B does.
 	img := randomImage(t, 1<<20, 1)
 	digest := imageDigest(t, img).String()
-	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false",
-		"oci:"+writeLayout(t, img, "v1")+":v1", "docker://"+a.Host+"/app/x:v1")
+	skopeoPush(t, layoutOf(t, img), a.Host+"/app/x:v1")
 	cid := cidOf(t, a, digest)
 	start = time.Now()
 	send(t, http.MethodGet, n.URL("/v2/"+cid+"/manifests/latest"), nil, "Accept", manifestTypes).
@@ -268,8 +261,7 @@ func TestGlobalPullRightAfterStart(t *testing.T) {
 	a := startDisco(t, discoOptions{})
 	img := randomImage(t, 1<<20, 1)
 	digest := imageDigest(t, img).String()
-	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false",
-		"oci:"+writeLayout(t, img, "v1")+":v1", "docker://"+a.Host+"/app/x:v1")
+	skopeoPush(t, layoutOf(t, img), a.Host+"/app/x:v1")
 	cid := cidOf(t, a, digest)
 
 	const cloneTimeout = 5 * time.Second
@@ -306,7 +298,7 @@ func TestGlobalLyingRepository(t *testing.T) {
 	h := imageDigest(t, img)
 	digest := h.String()
 	src := "oci:" + writeLayout(t, img, "v1") + ":v1"
-	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false", src, "docker://"+a.Host+"/app/x:v1")
+	skopeoPush(t, src, a.Host+"/app/x:v1")
 	cid := cidOf(t, a, digest)
 
 	// Kubo takes the genuine repository and its blobs from A. A then stops: B, peered with
@@ -389,7 +381,7 @@ func TestGlobalLyingRepository(t *testing.T) {
 	})
 	// Nothing of the lies was kept under the genuine digests: the genuine image, pushed to
 	// B and pulled into it by its CID (from Kubo), is served byte for byte.
-	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false", src, "docker://"+b.Host+"/later/push:v1")
+	skopeoPush(t, src, b.Host+"/later/push:v1")
 	checkImage(t, b, "later/push:v1", img)
 	checkImage(t, b, cid+":latest", img)
 	checkLayout(t, pullLayout(t, b.Host+"/"+cid, false), digest)

@@ -66,8 +66,7 @@ func TestReferrers(t *testing.T) {
 		}
 		d := startDisco(t, discoOptions{YAML: fmt.Sprintf("auth: {htpasswd: {realm: disco, path: %q}}", htpasswd)})
 		img := randomImage(t, 1<<20, 1)
-		skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", user+":"+password,
-			"oci:"+writeLayout(t, img, "v1")+":v1", "docker://"+d.Host+"/app/x:v1")
+		skopeoPush(t, layoutOf(t, img), d.Host+"/app/x:v1", "--dest-creds", user+":"+password)
 		subject := imageDigest(t, img).String()
 		sig := oras.attach(t, d.Host+"/app/x:v1", signatureType, subject, "--username", user, "--password", password)
 
@@ -174,8 +173,7 @@ func referrerTypes(index v1.IndexManifest) map[string]string {
 func pushSubject(t *testing.T, d *Disco, ref string) v1.Descriptor {
 	t.Helper()
 	img := randomImage(t, 1<<20, 1)
-	skopeo(t, "copy", "--preserve-digests", "--dest-tls-verify=false",
-		"oci:"+writeLayout(t, img, "v1")+":v1", "docker://"+d.Host+"/"+ref)
+	skopeoPush(t, layoutOf(t, img), d.Host+"/"+ref)
 	raw, err := img.RawManifest()
 	if err != nil {
 		t.Fatal(err)

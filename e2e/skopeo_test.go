@@ -54,6 +54,20 @@ func writeLayout(t *testing.T, img v1.Image, tag string) string {
 	return dir
 }
 
+// layoutOf writes img to a new OCI layout, tagged v1, and returns its skopeo reference.
+func layoutOf(t *testing.T, img v1.Image) string {
+	t.Helper()
+	return "oci:" + writeLayout(t, img, "v1") + ":v1"
+}
+
+// skopeoPush copies src (a skopeo reference) into Disco at dst ("host/repo:tag"),
+// keeping digests; extra are more flags for skopeo copy.
+func skopeoPush(t *testing.T, src, dst string, extra ...string) {
+	t.Helper()
+	args := append([]string{"copy", "--preserve-digests", "--dest-tls-verify=false"}, extra...)
+	skopeo(t, append(args, src, "docker://"+dst)...)
+}
+
 func TestSkopeoRoundTrip(t *testing.T) {
 	t.Parallel()
 	lookTool(t, "skopeo")
