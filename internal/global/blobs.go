@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -145,7 +144,7 @@ func (g *Global) remoteSize(ctx context.Context, c cid.Cid) (int64, error) {
 func (g *Global) stream(ctx context.Context, w http.ResponseWriter, name string, d digest.Digest, c cid.Cid, size int64) {
 	g.metrics.blobsInFlight.Inc()
 	defer g.metrics.blobsInFlight.Dec()
-	ctx, cancel := context.WithTimeout(ctx, g.opts.CloneTimeout+time.Duration(size/minFetchRate)*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, g.fetchTimeout(size))
 	defer cancel()
 	go g.node.Fetch(ctx, c) // fetches blocks many at a time, ahead of the reader
 	r, err := g.node.Read(ctx, "/ipfs/"+c.String(), 0)

@@ -28,6 +28,10 @@ func (e *MismatchError) Error() string {
 // its size at this rate before it is given up.
 const minFetchRate = 1 << 20 // bytes per second
 
+func (g *Global) fetchTimeout(size int64) time.Duration {
+	return g.opts.CloneTimeout + time.Duration(size/minFetchRate)*time.Second
+}
+
 // ensureRepository makes sure that the repository name, if it is a CID, is in the local
 // registry, cloning it from the network if need be.
 func (g *Global) ensureRepository(ctx context.Context, name string) error {
@@ -180,15 +184,13 @@ func (g *Global) ensureBlob(ctx context.Context, d digest.Digest, c cid.Cid) err
 func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid) error {
 	g.metrics.blobsInFlight.Inc()
 	defer g.metrics.blobsInFlight.Dec()
-	p := "/ipfs/" + c.String()
-	sctx, cancel := context.WithTimeout(ctx, g.opts.CloneTimeout)
-	e, err := g.node.Stat(sctx, p)
-	cancel()
+	size, err := g.remoteSize(ctx, c)
 	if err != nil {
 		return fmt.Errorf("blob %s (%s): %w", d, c, err)
 	}
-	ctx, cancel = context.WithTimeout(ctx, g.opts.CloneTimeout+time.Duration(e.Size/minFetchRate)*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, g.fetchTimeout(size))
 	defer cancel()
+	p := "/ipfs/" + c.String()
 	if err := g.node.Fetch(ctx, c); err != nil {
 		return fmt.Errorf("blob %s (%s): %w", d, c, err)
 	}
