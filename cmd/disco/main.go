@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -69,9 +70,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	}
 }
 
-func nodeOptions(c *config.Config) embedded.Options {
+func nodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
 	n := c.IPFS.Node
-	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public}
+	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Log: log}
 }
 
 func printID(getenv func(string) string, stdout io.Writer) error {
@@ -79,7 +80,7 @@ func printID(getenv func(string) string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	id, err := embedded.ReadIdentity(nodeOptions(c))
+	id, err := embedded.ReadIdentity(nodeOptions(c, nil))
 	if err != nil {
 		return err
 	}
@@ -108,7 +109,7 @@ func serve(getenv func(string) string, stderr io.Writer) (err error) {
 		stop() // a second signal kills at once
 	}()
 
-	node, err := embedded.Open(ctx, nodeOptions(c))
+	node, err := embedded.Open(ctx, nodeOptions(c, log))
 	if err != nil {
 		return err
 	}

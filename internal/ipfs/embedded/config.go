@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/ipfs/boxo/autoconf"
 	"github.com/ipfs/kubo/config"
@@ -20,6 +21,8 @@ type Options struct {
 	// Public joins the public IPFS network: bootstrap peers, the DHT and providing. When
 	// false the node dials nothing but Peers.
 	Public bool
+	// Log gets the node's own log lines; nil means slog.Default().
+	Log *slog.Logger
 }
 
 // DefaultSwarm is where the embedded node listens unless configured otherwise.

@@ -7,6 +7,7 @@ import (
 	"os"
 	gopath "path"
 	"strings"
+	"time"
 
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/mfs"
@@ -125,90 +126,138 @@ func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 			return fmt.Errorf("link %s: %w", c, contentError(err))
 		}
 	}
-	dir, name := gopath.Split(p)
 	return n.change(ctx, func() error {
-		d, err := n.mkdirAll(dir)
-		if err != nil {
+		if err := n.link(p, nd); err != nil {
 			return err
 		}
-		return replace(d, name, nd)
+		n.journal.add(record{Path: p, CID: c.String()})
+		return nil
 	})
+}
+
+// link places nd at p, creating missing parent directories.
+func (n *Node) link(p string, nd ipld.Node) error {
+	dir, name := gopath.Split(p)
+	d, err := n.mkdirAll(dir)
+	if err != nil {
+		return err
+	}
+	return replace(d, name, nd)
 }
 
 // Move implements ipfs.Node.
 func (n *Node) Move(ctx context.Context, src, dst string) error {
-	srcDir, srcName := gopath.Split(src)
-	dstDir, dstName := gopath.Split(dst)
 	return n.change(ctx, func() error {
-		from, err := lookupDir(n.root, srcDir)
+		fsn, err := mfs.Lookup(n.root, src)
 		if err != nil {
 			return mfsError(src, err)
 		}
-		child, err := from.Child(srcName)
-		if err != nil {
-			return mfsError(src, err)
-		}
-		nd, err := child.GetNode()
+		nd, err := fsn.GetNode()
 		if err != nil {
 			return err
 		}
-		to, err := n.mkdirAll(dstDir)
-		if err != nil {
+		if err := n.link(dst, nd); err != nil {
 			return err
 		}
-		if err := replace(to, dstName, nd); err != nil {
-			return err
-		}
-		if from == to && srcName == dstName {
+		n.journal.add(record{Path: dst, CID: nd.Cid().String()})
+		if gopath.Clean(src) == gopath.Clean(dst) {
 			return nil
 		}
-		return from.Unlink(srcName)
+		if err := n.unlink(src); err != nil {
+			return err
+		}
+		n.journal.add(record{Path: src})
+		return nil
 	})
 }
 
 // Remove implements ipfs.Node.
 func (n *Node) Remove(ctx context.Context, p string) error {
+	return n.change(ctx, func() error {
+		if err := n.unlink(p); err != nil {
+			return err
+		}
+		n.journal.add(record{Path: p})
+		return nil
+	})
+}
+
+// unlink removes the entry p.
+func (n *Node) unlink(p string) error {
 	dir, name := gopath.Split(strings.TrimRight(p, "/"))
 	if name == "" {
 		return errors.New("cannot remove the MFS root")
 	}
-	return n.change(ctx, func() error {
-		d, err := lookupDir(n.root, dir)
-		if err != nil {
-			return mfsError(p, err)
-		}
-		if _, err := d.Child(name); err != nil {
-			return mfsError(p, err)
-		}
-		return d.Unlink(name)
-	})
+	d, err := lookupDir(n.root, dir)
+	if err != nil {
+		return mfsError(p, err)
+	}
+	if _, err := d.Child(name); err != nil {
+		return mfsError(p, err)
+	}
+	return d.Unlink(name)
 }
 
-// Flush implements ipfs.Node. Flushes that find nothing changed since the last one return
-// at once, so many callers flushing together cost one flush.
-//
-// A flush writes the changed directories and records the new root in the repository, as
-// MFS's own publishing does, but keeps MFS's directories in memory: dropping them, as
-// mfs.FlushPath does, would have the next requests read them back from disk. Every
-// trimEvery flushes, mfs.FlushPath does drop them, so that memory stays bounded.
+// Flush implements ipfs.Node: it writes the journal's new records. When the journal has
+// grown large, it checkpoints instead, so that starting again never has much to apply.
 func (n *Node) Flush(ctx context.Context) error {
 	_, err := withContext(ctx, func() (struct{}, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if n.changes == n.flushed {
-			return struct{}{}, nil
+		if n.journal.len+int64(n.journal.buf.Len()) > journalLimit {
+			return struct{}{}, n.checkpoint(ctx)
 		}
-		if err := n.flush(ctx); err != nil {
-			return struct{}{}, fmt.Errorf("flush mfs: %w", err)
-		}
-		n.flushed = n.changes
-		return struct{}{}, nil
+		return struct{}{}, n.journal.write()
 	})
 	return err
 }
 
-// trimEvery is how many flushes keep MFS's directories in memory before one drops them.
-const trimEvery = 64
+// journalLimit is the journal size past which Flush checkpoints.
+const journalLimit = 4 << 20
+
+// checkpointEvery is how often a node with changes checkpoints.
+const checkpointEvery = time.Second
+
+// checkpoints checkpoints every checkpointEvery until ctx ends.
+func (n *Node) checkpoints(ctx context.Context) {
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		err := n.checkpoint(ctx)
+		n.mu.Unlock()
+		if err != nil {
+			n.log.Error("mfs checkpoint", "err", err)
+		}
+	}
+}
+
+// checkpoint flushes MFS, records its root in the repository and empties the journal.
+// The caller holds n.mu exclusively.
+//
+// The flush writes the changed directories and records the new root, as MFS's own
+// publishing does, but keeps MFS's directories in memory: dropping them, as
+// mfs.FlushPath does, would have the next requests read them back from disk. Every
+// trimEvery checkpoints, mfs.FlushPath does drop them, so that memory stays bounded.
+func (n *Node) checkpoint(ctx context.Context) error {
+	if n.changes == n.checkpointed {
+		return nil
+	}
+	if err := n.flush(ctx); err != nil {
+		return fmt.Errorf("flush mfs: %w", err)
+	}
+	n.checkpointed = n.changes
+	return n.journal.reset()
+}
+
+// trimEvery is how many checkpoints keep MFS's directories in memory before one drops
+// them.
+const trimEvery = 16
 
 func (n *Node) flush(ctx context.Context) error {
 	if n.flushes++; n.flushes%trimEvery == 0 {
@@ -227,6 +276,44 @@ func (n *Node) flush(ctx context.Context) error {
 		return err
 	}
 	return ds.Sync(ctx, node.FilesRootDatastoreKey)
+}
+
+// replay applies the records of a journal left by a process that stopped before its
+// checkpoint. A record that cannot be applied (its content is gone, or a later record
+// undid what it needs) is skipped: the records after it set the final state.
+func (n *Node) replay(ctx context.Context, recs []record) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, rec := range recs {
+		err := n.apply(ctx, rec)
+		if err != nil {
+			n.log.Warn("mfs journal: record skipped", "path", rec.Path, "cid", rec.CID, "err", err)
+		}
+		n.changes++
+	}
+}
+
+func (n *Node) apply(ctx context.Context, rec record) error {
+	if rec.CID == "" {
+		err := n.unlink(rec.Path)
+		if errors.Is(err, ipfs.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	c, err := cid.Decode(rec.CID)
+	if err != nil {
+		return err
+	}
+	// Only what is local: starting must not wait on the network.
+	if have, err := n.ipfs.Blockstore.Has(ctx, c); err != nil || !have {
+		return errors.Join(fmt.Errorf("%s: %w", c, ipfs.ErrNotFound), err)
+	}
+	nd, err := n.ipfs.DAG.Get(ctx, c)
+	if err != nil {
+		return err
+	}
+	return n.link(rec.Path, nd)
 }
 
 func (n *Node) mkdirAll(dir string) (*mfs.Directory, error) {

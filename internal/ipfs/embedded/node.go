@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -39,14 +40,20 @@ type Node struct {
 	api  coreiface.CoreAPI
 	root *mfs.Root
 
-	// mu orders MFS changes. Changes and Flush hold it exclusively, so readers never see
-	// a path between the removal and the addition of its replacement, and Flush (which
-	// drops MFS's cache of directory objects) never runs under a change in progress.
+	log *slog.Logger
+
+	// mu orders MFS changes. Changes, Flush and checkpoints hold it exclusively, so
+	// readers never see a path between the removal and the addition of its replacement,
+	// the journal records changes in the order they were made, and a checkpoint (which
+	// may drop MFS's cache of directory objects) never runs under a change in progress.
 	// Lookups hold it shared.
-	mu      sync.RWMutex
-	changes uint64 // MFS changes made so far
-	flushed uint64 // value of changes at the last Flush
-	flushes uint64 // flushes so far
+	mu           sync.RWMutex
+	journal      *journal
+	changes      uint64 // MFS changes made so far
+	checkpointed uint64 // value of changes at the last checkpoint
+	flushes      uint64 // MFS flushes so far
+	stop         context.CancelFunc
+	stopped      chan struct{}
 
 	// added holds the small files added last, which are most often linked next: Link
 	// finds them here rather than reading them back from the blockstore.
@@ -69,7 +76,45 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		r.Close()
 		return nil, err
 	}
+	if err := n.recover(ctx, filepath.Join(o.Path, journalFile)); err != nil {
+		n.ipfs.Close()
+		return nil, err
+	}
 	return n, nil
+}
+
+// journalFile is the name of the MFS journal in the node's repository.
+const journalFile = "disco-mfs-journal"
+
+// recover applies what the journal at name recorded after the last checkpoint, records
+// the result, and starts checkpointing.
+func (n *Node) recover(ctx context.Context, name string) error {
+	j, recs, err := openJournal(name)
+	if err != nil {
+		return err
+	}
+	n.journal = j
+	if len(recs) > 0 {
+		n.log.Info("mfs journal: applying changes made after the last checkpoint", "records", len(recs), "journal", name)
+		n.replay(ctx, recs)
+	}
+	n.mu.Lock()
+	err = n.checkpoint(ctx)
+	n.mu.Unlock()
+	if err == nil {
+		err = j.reset() // also what a crash cut short, if nothing else was there
+	}
+	if err != nil {
+		j.Close()
+		return err
+	}
+	ctx, n.stop = context.WithCancel(context.WithoutCancel(ctx))
+	n.stopped = make(chan struct{})
+	go func() {
+		defer close(n.stopped)
+		n.checkpoints(ctx)
+	}()
+	return nil
 }
 
 func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
@@ -117,16 +162,27 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		nd.Close()
 		return nil, err
 	}
-	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, added: added}, nil
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, added: added, log: log}, nil
 }
 
 const closeTimeout = 30 * time.Second
 
-// Close flushes MFS and stops the node, closing its repository.
+// Close checkpoints MFS and stops the node, closing its repository.
 func (n *Node) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	err := n.Flush(ctx)
+	n.stop()
+	<-n.stopped
+	n.mu.Lock()
+	err := n.checkpoint(ctx)
+	n.mu.Unlock()
+	if err == nil {
+		err = n.journal.Close()
+	}
 	return errors.Join(err, n.ipfs.Close())
 }
 

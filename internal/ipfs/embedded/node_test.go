@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
 	"github.com/ipfs/kubo/config"
+	"github.com/ipfs/kubo/core/node"
+	"github.com/ipfs/kubo/repo/fsrepo"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
@@ -146,9 +150,9 @@ func TestReadIdentity(t *testing.T) {
 	}
 }
 
-// TestManyFlushes changes and flushes more often than trimEvery, so that both ways of
-// flushing run, and checks that everything is there after a restart.
-func TestManyFlushes(t *testing.T) {
+// TestManyCheckpoints checkpoints more often than trimEvery, so that both ways of
+// flushing MFS run, and checks that everything is there after a restart.
+func TestManyCheckpoints(t *testing.T) {
 	ctx := context.Background()
 	o := Options{Path: t.TempDir(), Swarm: loopback}
 	n := open(t, o)
@@ -160,7 +164,10 @@ func TestManyFlushes(t *testing.T) {
 		if err := n.Link(ctx, fmt.Sprintf("/d%d/f", i%5), c); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.Flush(ctx); err != nil {
+		n.mu.Lock()
+		err = n.checkpoint(ctx)
+		n.mu.Unlock()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,6 +180,112 @@ func TestManyFlushes(t *testing.T) {
 		if err != nil || string(b) != fmt.Sprint(i) {
 			t.Errorf("/d%d/f = %q, %v; want %d", i%5, b, err, i)
 		}
+	}
+}
+
+// TestJournalAfterCrash leaves a repository as a process killed after Flush but before
+// its next checkpoint leaves it: the root of the last checkpoint, and the journal. The
+// changes must all be there after a start, and a record cut short must be ignored.
+func TestJournalAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	o := Options{Path: t.TempDir(), Swarm: loopback}
+	n := open(t, o)
+	a, err := n.Add(ctx, files.NewBytesFile([]byte("a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.Add(ctx, files.NewBytesFile([]byte("b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Link(ctx, "/before", a); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	err = n.checkpoint(ctx)
+	n.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := storedRoot(t, n)
+	for _, step := range []func() error{
+		func() error { return n.Link(ctx, "/keep/a", a) },
+		func() error { return n.Link(ctx, "/gone", b) },
+		func() error { return n.Link(ctx, "/moved/from", b) },
+		func() error { return n.Move(ctx, "/moved/from", "/moved/to") },
+		func() error { return n.Remove(ctx, "/gone") },
+		func() error { return n.Link(ctx, "/over", a) },
+		func() error { return n.Link(ctx, "/over", b) },
+		func() error { return n.Flush(ctx) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := filepath.Join(o.Path, journalFile)
+	journal, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The crash: the root is the one before the changes, the journal still holds them.
+	setStoredRoot(t, o.Path, root)
+	torn := append(journal, []byte(`{"path":"/torn","ci`)...)
+	if err := os.WriteFile(name, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	n = open(t, o)
+	want := map[string]string{"/before": "a", "/keep/a": "a", "/moved/to": "b", "/over": "b", "/gone": "", "/moved/from": "", "/torn": ""}
+	for p, content := range want {
+		got, err := ipfs.ReadFile(ctx, n, p, 10)
+		switch {
+		case content == "" && !errors.Is(err, ipfs.ErrNotFound):
+			t.Errorf("%s: %q, %v; want it gone", p, got, err)
+		case content != "" && string(got) != content:
+			t.Errorf("%s: %q, %v; want %q", p, got, err, content)
+		}
+	}
+	if fi, err := os.Stat(name); err != nil || fi.Size() != 0 {
+		t.Errorf("journal after start: %v, %v; want it empty", fi, err)
+	}
+}
+
+func storedRoot(t *testing.T, n *Node) cid.Cid {
+	t.Helper()
+	b, err := n.ipfs.Repo.Datastore().Get(context.Background(), node.FilesRootDatastoreKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cid.Cast(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func setStoredRoot(t *testing.T, path string, c cid.Cid) {
+	t.Helper()
+	r, err := fsrepo.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Datastore().Put(context.Background(), node.FilesRootDatastoreKey, c.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJournalRefusesGarbage(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "journal")
+	if err := os.WriteFile(name, []byte("{\"path\":\"/a\"}\nnot json\n{\"path\":\"/b\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openJournal(name); err == nil {
+		t.Error("a journal with a broken record in the middle was read")
 	}
 }
 
