@@ -99,9 +99,17 @@ func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser,
 
 // Add implements ipfs.Node.
 func (n *Node) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
-	if file, ok := f.(files.File); ok {
-		if size, err := file.Size(); err == nil && size <= int64(ipfs.Import.ChunkSize) {
-			return n.addLeaf(ctx, file)
+	switch f := f.(type) {
+	case files.Directory:
+		nd, err := n.addDir(ctx, f)
+		if err != nil {
+			return cid.Undef, fmt.Errorf("ipfs add: %w", err)
+		}
+		n.added.Add(nd.Cid(), nd)
+		return nd.Cid(), nil
+	case files.File:
+		if size, err := f.Size(); err == nil && size <= int64(ipfs.Import.ChunkSize) {
+			return n.addLeaf(ctx, f)
 		}
 	}
 	p, err := n.api.Unixfs().Add(ctx, f,
