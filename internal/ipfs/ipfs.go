@@ -31,6 +31,11 @@ type Node interface {
 	// Add imports a file or a directory tree with Disco's import parameters (see Import)
 	// and returns its CID. Nothing is placed in MFS.
 	Add(ctx context.Context, n files.Node) (cid.Cid, error)
+	// Join returns the CID of the file made of parts, in order, and adds what it needs for
+	// that: the same DAG and CID as Add of the whole file. Each part is a file of
+	// Import.ChunkSize bytes, but the last, which may be shorter, added with Add (so one
+	// raw block). Join of no parts is an error.
+	Join(ctx context.Context, parts []Part) (cid.Cid, error)
 	// Fetch makes the whole DAG under c local, from the network if need be.
 	Fetch(ctx context.Context, c cid.Cid) error
 
@@ -56,6 +61,12 @@ type Entry struct {
 	IsDir bool
 	Size  int64 // file size in bytes; 0 for directories
 	CID   cid.Cid
+}
+
+// Part is a piece of a file added on its own, for Join.
+type Part struct {
+	CID  cid.Cid
+	Size int64
 }
 
 // Identity is a node's peer ID and the full multiaddrs ("/ip4/.../p2p/<id>") it listens on.

@@ -28,6 +28,7 @@ func Run(t *testing.T, n ipfs.Node) {
 	}{
 		{"AddIsCanonical", testAddIsCanonical},
 		{"AddDirectory", testAddDirectory},
+		{"Join", testJoin},
 		{"LinkStatRead", testLinkStatRead},
 		{"LinkReplaces", testLinkReplaces},
 		{"List", testList},
@@ -117,6 +118,31 @@ func testAddIsCanonical(t *testing.T, ctx context.Context, n ipfs.Node, _ string
 	}
 	if first.Version() != 1 {
 		t.Errorf("CID %s is not v1", first)
+	}
+}
+
+// testJoin joins files added chunk by chunk and checks that the result is the file.
+func testJoin(t *testing.T, ctx context.Context, n ipfs.Node, _ string) {
+	for _, size := range []int{1 << 20, 1<<20 + 1, 5<<20 + 3} {
+		b := Content(size, 1)
+		var parts []ipfs.Part
+		for off := 0; off < len(b); off += ipfs.Import.ChunkSize {
+			part := b[off:min(off+ipfs.Import.ChunkSize, len(b))]
+			parts = append(parts, ipfs.Part{CID: add(t, ctx, n, part), Size: int64(len(part))})
+		}
+		c, err := n.Join(ctx, parts)
+		if err != nil {
+			t.Fatalf("Join(%d parts): %v", len(parts), err)
+		}
+		if c.String() != golden[size] {
+			t.Errorf("Join of %d bytes = %s, want %s", size, c, golden[size])
+		}
+		if got := readAll(t, ctx, n, "/ipfs/"+c.String(), 0); !bytes.Equal(got, b) {
+			t.Errorf("Join of %d bytes: read back %d bytes that differ", size, len(got))
+		}
+	}
+	if _, err := n.Join(ctx, nil); err == nil {
+		t.Error("Join of no parts succeeded")
 	}
 }
 
