@@ -1,7 +1,8 @@
 // Package driver is the "ipfs" storage driver for the Distribution library. The registry's
-// files live in the MFS of an IPFS node, at Distribution's usual paths; uploads in progress
-// are spooled to a local directory and imported, in one piece and with Disco's fixed
-// import parameters, when they are committed. So a blob's CID depends on its bytes only.
+// files live in the MFS of an IPFS node, at Distribution's usual paths. Uploads are
+// imported chunk by chunk while they arrive, with Disco's fixed import parameters, and
+// joined into one file when they are committed, so a blob's CID depends on its bytes only;
+// between requests, an upload's state is kept in a local directory.
 package driver
 
 import (
@@ -62,8 +63,8 @@ type baseEmbed struct {
 	base.Base
 }
 
-// New returns a driver that keeps the registry under root in node's MFS and spools uploads
-// in progress to the local directory uploads.
+// New returns a driver that keeps the registry under root in node's MFS and the state of
+// uploads in progress in the local directory uploads.
 func New(node ipfs.Node, root, uploads string) (*Driver, error) {
 	if root == "" {
 		root = "/"

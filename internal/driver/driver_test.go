@@ -3,9 +3,11 @@ package driver
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -203,8 +205,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // TestUploadImportedOnce checks that an upload sent in parts, with the writer closed and
-// reopened between them, is imported while it arrives: its import has started before
-// Commit, and Commit imports nothing more.
+// reopened between them, is imported while it arrives: its full chunks are added before
+// Commit, and every byte is added once.
 func TestUploadImportedOnce(t *testing.T) {
 	ctx := context.Background()
 	n := &countingNode{Node: node}
@@ -214,7 +216,7 @@ func TestUploadImportedOnce(t *testing.T) {
 	}
 	b := ipfstest.Content(3<<20+5, 11)
 	var w storagedriver.FileWriter
-	for i, part := range [][]byte{b[:1<<20], b[1<<20 : 2<<20], b[2<<20:]} {
+	for i, part := range [][]byte{b[:1<<20+7], b[1<<20+7 : 2<<20], b[2<<20:]} {
 		if w, err = d.Writer(ctx, "/u/data", i > 0); err != nil {
 			t.Fatal(err)
 		}
@@ -226,21 +228,103 @@ func TestUploadImportedOnce(t *testing.T) {
 		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if adds, _ := n.counts(); adds == 1 {
+		if _, added := n.counts(); added == 3<<20 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no import started before Commit")
+			t.Fatal("the full chunks were not added before Commit")
 		}
 	}
 	if err := w.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if adds, added := n.counts(); adds != 1 || added != int64(len(b)) {
-		t.Errorf("after Commit: %d imports read %d bytes, want 1 of %d", adds, added, len(b))
+	if adds, added := n.counts(); adds != 4 || added != int64(len(b)) {
+		t.Errorf("after Commit: %d adds read %d bytes, want 4 of %d in all", adds, added, len(b))
 	}
 	want, _ := node.Add(ctx, files.NewBytesFile(b))
 	if e, err := node.Stat(ctx, d.StorageDriver.(*driver).mfs("/u/data")); err != nil || e.CID != want {
 		t.Errorf("CID %v (%v), want %s", e.CID, err, want)
+	}
+}
+
+// TestRestartKeepsChunks resumes, with a new driver on the same spool, an upload that
+// had full chunks added and one in progress: the result is the blob's DAG.
+func TestRestartKeepsChunks(t *testing.T) {
+	ctx := context.Background()
+	spool, root := t.TempDir(), fmt.Sprintf("/chunks-%d", time.Now().UnixNano())
+	b := ipfstest.Content(2<<20+500, 13)
+	d, err := New(node, root, spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := d.Writer(ctx, "/u/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(b[:1<<20+100]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = New(node, root, spool); err != nil {
+		t.Fatal(err)
+	}
+	writeChunksFrom(t, d, "/u/data", b, 1<<20+100)
+	want, _ := node.Add(ctx, files.NewBytesFile(b))
+	if e, err := node.Stat(ctx, d.StorageDriver.(*driver).mfs("/u/data")); err != nil || e.CID != want {
+		t.Errorf("CID %v (%v), want %s", e.CID, err, want)
+	}
+}
+
+// writeChunksFrom resumes the upload of b at p from off and commits it.
+func writeChunksFrom(t *testing.T, d *Driver, p string, b []byte, off int) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := d.Writer(ctx, p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Size() != int64(off) {
+		t.Fatalf("resumed at %d, want %d", w.Size(), off)
+	}
+	if _, err := w.Write(b[off:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+}
+
+// TestSpoolCutShort reads a spool whose last save a crash cut short: the parts file has a
+// part that the chunk file does not count yet.
+func TestSpoolCutShort(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var lines string
+	for i := range 2 {
+		c, err := node.Add(ctx, files.NewBytesFile(ipfstest.Content(1<<20, uint64(i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines += c.String() + "\n"
+	}
+	chunk := append(binary.BigEndian.AppendUint64(nil, 1), "tail"...)
+	if err := os.WriteFile(filepath.Join(dir, partsFile), []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, chunkFile), chunk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, fresh, err := openSpooled(dir)
+	if err != nil || fresh {
+		t.Fatalf("openSpooled: fresh %v, %v", fresh, err)
+	}
+	if len(s.parts) != 1 || string(s.chunk) != "tail" || s.size() != 1<<20+4 {
+		t.Errorf("read %d parts and chunk %q (size %d), want 1 part and %q", len(s.parts), s.chunk, s.size(), "tail")
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, partsFile)); len(b) != len(lines)/2 {
+		t.Errorf("parts file is %d bytes after reading, want %d", len(b), len(lines)/2)
 	}
 }

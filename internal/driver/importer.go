@@ -1,33 +1,35 @@
 package driver
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
 // An importer imports an upload into IPFS while it arrives, so that committing it does
-// not mean reading and hashing it all over again, and spools it as it goes, so that the
-// upload survives a restart. The request that brings the data only hands it over; the
-// importer's goroutine does the rest on another core.
+// not mean reading and hashing it all over again. It cuts the upload into chunks of
+// ipfs.Import.ChunkSize bytes and adds each as it completes; Commit joins them into the
+// DAG an import of the whole blob gives. The request that brings the data only hands it
+// over; the importer's goroutine does the rest on another core.
+//
+// Whenever a writer closes, the importer saves what it has taken in to the upload's
+// spool (see spooled): the CIDs of the chunks added and the bytes of the chunk in
+// progress, not a copy of the upload. So an upload survives a restart, and a crash after
+// its last request was answered.
 //
 // Distribution closes the writer after every PATCH and opens a new one for the next, so
-// importers outlive writers: the driver keeps them by path, and a writer that appends
-// where one stopped picks it up. When that chain breaks (a restart, a writer at another
-// offset), the writer spools the data itself and Commit imports the spool; the CID is
-// the same either way.
+// importers outlive writers: the driver keeps them by path, and the next writer picks up
+// where the last one stopped. One that finds no importer (after a restart, or after an
+// importer was idle too long) starts one from the spool.
 type importer struct {
 	p      *pipe
 	cancel context.CancelFunc
@@ -35,37 +37,63 @@ type importer struct {
 	cid    cid.Cid
 	err    error
 
-	size     int64 // bytes handed over so far
+	size     int64 // bytes taken in so far, counting those handed over and not imported yet
 	attached bool  // a writer is handing it data
 	idle     *time.Timer
 }
 
-// importIdle is how long an importer waits for the next part of its upload.
+// importIdle is how long an importer waits for the next part of its upload before it
+// stops, leaving the upload to its spool.
 const importIdle = 10 * time.Minute
 
-var errAbandoned = errors.New("upload abandoned")
+var (
+	errAbandoned = errors.New("upload abandoned")
+	errInUse     = errors.New("upload in use by another request")
+)
 
-// startImport starts importing what is handed to it, appending it to the spool file.
-func startImport(node ipfs.Node, spool *os.File) *importer {
+// startImport starts importing, after what s holds, what is handed to it.
+func startImport(node ipfs.Node, s *spooled) *importer {
 	ctx, cancel := context.WithCancel(context.Background())
-	buf := bufio.NewWriterSize(spool, spoolBuffer)
-	p := newPipe(pipeSlots, buf.Flush)
-	im := &importer{p: p, cancel: cancel, done: make(chan struct{})}
+	p := newPipe(s.save)
+	im := &importer{p: p, cancel: cancel, done: make(chan struct{}), size: s.size()}
 	go func() {
 		defer close(im.done)
-		im.cid, im.err = node.Add(ctx, files.NewReaderFile(io.TeeReader(p, buf)))
-		im.err = errors.Join(im.err, buf.Flush(), spool.Close())
-		p.stopReading(errors.Join(im.err, errAbandoned)) // unblock a writer if Add stopped early
+		im.cid, im.err = s.importFrom(ctx, node, p)
+		p.stopReading(errors.Join(im.err, errAbandoned)) // unblock a writer if it stopped early
 	}()
 	return im
 }
 
-// spoolBuffer is how much an importer gathers before it writes to its spool.
-const spoolBuffer = 1 << 20
-
-func (im *importer) abort() {
+// stop stops im and waits for its goroutine, so that it writes nothing more to the spool.
+func (im *importer) stop() {
 	im.p.CloseWithError(errAbandoned)
 	im.cancel()
+	<-im.done
+}
+
+// importFrom adds the chunks of what it reads from r, after those of s, and returns the
+// CID of the whole upload once r ends.
+func (s *spooled) importFrom(ctx context.Context, node ipfs.Node, r io.Reader) (cid.Cid, error) {
+	for {
+		n, err := r.Read(s.chunk[len(s.chunk):cap(s.chunk)])
+		s.chunk = s.chunk[:len(s.chunk)+n]
+		if len(s.chunk) == cap(s.chunk) {
+			s.addChunk(ctx, node)
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return cid.Undef, errors.Join(err, s.wait())
+		}
+	}
+	if len(s.chunk) > 0 || len(s.parts) == 0 { // the last chunk, or the empty blob
+		s.addChunk(ctx, node)
+	}
+	if err := s.wait(); err != nil {
+		return cid.Undef, err
+	}
+	return node.Join(ctx, s.parts)
 }
 
 // importers holds the importers of uploads in progress, by path.
@@ -75,34 +103,29 @@ type importers struct {
 	m    map[string]*importer
 }
 
-// attach returns the importer for a writer of p whose spool, the file name, holds offset
-// bytes, starting one if there is none. It returns nil when the upload cannot be imported
-// as it arrives.
-func (is *importers) attach(p, name string, offset int64) (*importer, error) {
+// attach returns the importer for a new writer of p, whose spool is dir, starting one
+// from the spool if there is none. fresh reports an upload with nothing spooled.
+func (is *importers) attach(p, dir string) (im *importer, fresh bool, err error) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
-	im := is.m[p]
-	if im != nil && (im.attached || im.size != offset) {
-		im.abort()
-		delete(is.m, p)
-		return nil, nil
-	}
-	if im == nil {
-		if offset != 0 {
-			return nil, nil // what came before was not imported
+	if im = is.m[p]; im != nil {
+		if im.attached {
+			return nil, false, fmt.Errorf("%s: %w", p, errInUse)
 		}
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			return nil, fmt.Errorf("spool %s: %w", p, err)
+		if im.idle != nil {
+			im.idle.Stop()
 		}
-		im = startImport(is.node, f)
-		is.m[p] = im
+		im.attached = true
+		return im, false, nil
 	}
-	if im.idle != nil {
-		im.idle.Stop()
+	s, fresh, err := openSpooled(dir)
+	if err != nil {
+		return nil, false, err
 	}
+	im = startImport(is.node, s)
 	im.attached = true
-	return im, nil
+	is.m[p] = im
+	return im, fresh, nil
 }
 
 // detach leaves im waiting for the next writer of p, for a while.
@@ -130,7 +153,7 @@ func (is *importers) drop(p string, im *importer) {
 	if is.m[p] == im {
 		delete(is.m, p)
 	}
-	im.abort()
+	im.stop()
 }
 
 // dropUnder stops the importers of p and of the paths below it.
@@ -139,23 +162,21 @@ func (is *importers) dropUnder(p string) {
 	defer is.mu.Unlock()
 	for q, im := range is.m {
 		if q == p || strings.HasPrefix(q, path.Clean(p)+"/") {
-			im.abort()
+			im.stop()
 			delete(is.m, q)
 		}
 	}
 }
 
-// pipeSlots is how many writes a pipe holds before a write waits for the importer: with
-// Distribution's 32 KiB copies, a few MiB, so that receiving an upload and importing it
-// go on side by side.
-const pipeSlots = 128
-
-// pipe is an in-memory pipe that holds up to a number of writes, unlike io.Pipe, whose
-// writes wait for a read. Either end may stop it while the other is in a call.
+// pipe is an in-memory pipe between a writer and its importer. Like io.Pipe, a write
+// returns once the reader has read all of it, so nothing is copied on the way; unlike
+// io.Pipe, the writer can ask the reader to sync, and either end may stop it while the
+// other is in a call.
 type pipe struct {
 	ch       chan item
 	cur      []byte
-	sync     func() error // run by the reader at a mark
+	curRead  chan struct{} // closed once cur is read
+	sync     func() error  // run by the reader at a mark
 	once     sync.Once
 	closed   chan struct{} // closed when the writer ends the data
 	writeErr error         // why: io.EOF for a normal end
@@ -163,49 +184,49 @@ type pipe struct {
 	readErr  error         // why
 }
 
-// item is data, or a mark that the reader closes once it has read, and synced, all the
-// data before it.
+// item is data, closing read once it is read, or a mark that the reader closes once it
+// has read all the data before it and run its sync function.
 type item struct {
 	data []byte
+	read chan struct{}
 	mark chan struct{}
 }
 
-func newPipe(slots int, sync func() error) *pipe {
-	return &pipe{ch: make(chan item, slots), sync: sync, closed: make(chan struct{}), stopped: make(chan struct{})}
+func newPipe(sync func() error) *pipe {
+	return &pipe{ch: make(chan item), sync: sync, closed: make(chan struct{}), stopped: make(chan struct{})}
 }
 
-func (p *pipe) send(it item) error {
+// send hands it to the reader and waits until the reader closes done.
+func (p *pipe) send(it item, done chan struct{}) error {
 	select {
 	case p.ch <- it:
-		return nil
 	case <-p.stopped:
 		return p.readErr
 	case <-p.closed:
 		return io.ErrClosedPipe
 	}
+	select {
+	case <-done:
+		return nil
+	case <-p.stopped:
+		return p.readErr
+	}
 }
 
-// Write copies b into the pipe.
+// Write hands b to the reader and returns once it is read.
 func (p *pipe) Write(b []byte) (int, error) {
-	if err := p.send(item{data: append([]byte(nil), b...)}); err != nil {
+	read := make(chan struct{})
+	if err := p.send(item{data: b, read: read}, read); err != nil {
 		return 0, err
 	}
 	return len(b), nil
 }
 
 // Sync waits until the reader has read what was written before and run its sync
-// function: an importer has then spooled it.
+// function: an importer has then saved it to its spool.
 func (p *pipe) Sync() error {
 	mark := make(chan struct{})
-	if err := p.send(item{mark: mark}); err != nil {
-		return err
-	}
-	select {
-	case <-mark:
-		return nil
-	case <-p.stopped:
-		return p.readErr
-	}
+	return p.send(item{mark: mark}, mark)
 }
 
 // Close ends the data: the reader gets io.EOF after what was written.
@@ -229,23 +250,30 @@ func (p *pipe) Read(b []byte) (int, error) {
 		select {
 		case it = <-p.ch:
 		case <-p.closed:
-			select {
-			case it = <-p.ch: // written before the end
-			default:
-				return 0, p.writeErr
-			}
+			return 0, p.writeErr
 		}
 		if it.mark != nil {
 			if err := p.sync(); err != nil {
 				return 0, err
 			}
 			close(it.mark)
+			continue
 		}
-		p.cur = it.data
+		p.cur, p.curRead = it.data, it.read
+		p.release()
 	}
 	n := copy(b, p.cur)
 	p.cur = p.cur[n:]
+	p.release()
 	return n, nil
+}
+
+// release lets the writer of cur go once cur is read.
+func (p *pipe) release() {
+	if len(p.cur) == 0 && p.curRead != nil {
+		close(p.curRead)
+		p.curRead = nil
+	}
 }
 
 // stopReading makes writes fail with err from now on.

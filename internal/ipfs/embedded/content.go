@@ -109,7 +109,7 @@ func (n *Node) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
 		return nd.Cid(), nil
 	case files.File:
 		if size, err := f.Size(); err == nil && size <= int64(ipfs.Import.ChunkSize) {
-			return n.addLeaf(ctx, f)
+			return n.addLeaf(ctx, f, size)
 		}
 	}
 	p, err := n.api.Unixfs().Add(ctx, f,
@@ -131,12 +131,15 @@ func (n *Node) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
 
 // addLeaf adds a file of one chunk at most. With raw leaves, such a file is one raw
 // block, which is what Kubo's importer makes of it too, without the importer's set-up.
-func (n *Node) addLeaf(ctx context.Context, f files.File) (cid.Cid, error) {
-	b, err := io.ReadAll(io.LimitReader(f, int64(ipfs.Import.ChunkSize)+1))
-	if err != nil {
+func (n *Node) addLeaf(ctx context.Context, f files.File, size int64) (cid.Cid, error) {
+	// Read one byte more than the size, in one buffer, to see whether it grew.
+	b := make([]byte, size+1)
+	k, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return cid.Undef, fmt.Errorf("ipfs add: %w", err)
 	}
-	if len(b) > ipfs.Import.ChunkSize { // it grew: let the importer chunk it
+	b = b[:k]
+	if int64(k) > size { // it grew: let the importer chunk it
 		return n.Add(ctx, files.NewReaderFile(io.MultiReader(bytes.NewReader(b), f)))
 	}
 	nd, err := merkledag.NewRawNodeWPrefix(b, cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1})
@@ -146,9 +149,15 @@ func (n *Node) addLeaf(ctx context.Context, f files.File) (cid.Cid, error) {
 	if err := n.ipfs.DAG.Add(ctx, nd); err != nil {
 		return cid.Undef, fmt.Errorf("ipfs add: %w", err)
 	}
-	n.added.Add(nd.Cid(), nd)
+	if len(b) <= maxCached {
+		n.added.Add(nd.Cid(), nd)
+	}
 	return nd.Cid(), nil
 }
+
+// maxCached is the size of the largest file kept in n.added: links, manifests and
+// configs, not the chunks of layers.
+const maxCached = 64 << 10
 
 // Fetch implements ipfs.Node.
 func (n *Node) Fetch(ctx context.Context, c cid.Cid) error {

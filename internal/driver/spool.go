@@ -1,0 +1,189 @@
+package driver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+)
+
+// spool keeps the state of uploads in progress in local directories, one per driver path,
+// under dir.
+type spool struct{ dir string }
+
+// file returns the local directory for driver path p. Cleaning p as an absolute path keeps
+// it inside dir whatever p holds.
+func (s spool) file(p string) string {
+	return filepath.Join(s.dir, filepath.FromSlash(path.Clean("/"+p)))
+}
+
+// remove removes what is spooled at or below p, and reports whether there was any.
+func (s spool) remove(p string) (bool, error) {
+	f := s.file(p)
+	if _, err := os.Lstat(f); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err := os.RemoveAll(f); err != nil {
+		return false, fmt.Errorf("remove upload %s: %w", p, err)
+	}
+	return true, nil
+}
+
+// spooled is an upload in progress as an importer holds it, and as its spool directory
+// keeps it between requests: the chunks added so far, in the file "parts" (one CID a
+// line, appended to), and the chunk in progress, in the file "chunk" (the number of parts
+// it follows, 8 bytes big-endian, then its bytes), replaced whole. A crash between the two
+// writes leaves parts that "chunk" does not count yet; they are dropped.
+type spooled struct {
+	dir   string
+	parts []ipfs.Part
+	saved int    // parts written to the parts file
+	chunk []byte // the chunk in progress; its capacity is the chunk size
+
+	// Chunks are added addsInFlight at a time, so that one waiting on the disk does not
+	// hold up the next: adds runs them, free holds the buffers not in use.
+	adds *errgroup.Group
+	free chan []byte
+	mu   sync.Mutex // guards the CIDs of parts being added
+}
+
+// addsInFlight is how many chunks of an upload are added at once.
+const addsInFlight = 4
+
+const (
+	partsFile = "parts"
+	chunkFile = "chunk"
+)
+
+// openSpooled reads the upload spooled in dir, creating dir if need be; fresh reports
+// that there was nothing.
+func openSpooled(dir string) (s *spooled, fresh bool, err error) {
+	s = &spooled{dir: dir, adds: new(errgroup.Group), free: make(chan []byte, addsInFlight+1)}
+	for range addsInFlight + 1 {
+		s.free <- make([]byte, 0, ipfs.Import.ChunkSize)
+	}
+	s.chunk = <-s.free
+	b, err := os.ReadFile(filepath.Join(dir, chunkFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, false, fmt.Errorf("spool: %w", err)
+		}
+		// Parts written by a save that a crash cut short, before it wrote chunk.
+		if err := os.Remove(filepath.Join(dir, partsFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, fmt.Errorf("spool: %w", err)
+		}
+		return s, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("spool: %w", err)
+	}
+	if len(b) < 8 || len(b)-8 > ipfs.Import.ChunkSize {
+		return nil, false, fmt.Errorf("spool %s: %s is damaged", dir, chunkFile)
+	}
+	n := binary.BigEndian.Uint64(b)
+	s.chunk = append(s.chunk, b[8:]...)
+	if err := s.readParts(n); err != nil {
+		return nil, false, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	return s, false, nil
+}
+
+// readParts reads the first n parts of the parts file and cuts off any after them.
+func (s *spooled) readParts(n uint64) error {
+	name := filepath.Join(s.dir, partsFile)
+	b, err := os.ReadFile(name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	used := 0
+	for uint64(len(s.parts)) < n && sc.Scan() {
+		c, err := cid.Decode(sc.Text())
+		if err != nil {
+			return fmt.Errorf("%s: %w", partsFile, err)
+		}
+		s.parts = append(s.parts, ipfs.Part{CID: c, Size: int64(ipfs.Import.ChunkSize)})
+		used += len(sc.Bytes()) + 1
+	}
+	if uint64(len(s.parts)) < n {
+		return fmt.Errorf("%s: %d parts, want %d", partsFile, len(s.parts), n)
+	}
+	s.saved = len(s.parts)
+	if used < len(b) {
+		return os.Truncate(name, int64(used))
+	}
+	return nil
+}
+
+// size is the number of bytes of the upload so far.
+func (s *spooled) size() int64 {
+	return int64(len(s.parts))*int64(ipfs.Import.ChunkSize) + int64(len(s.chunk))
+}
+
+// addChunk starts adding the chunk in progress as the next part. wait waits for it.
+func (s *spooled) addChunk(ctx context.Context, node ipfs.Node) {
+	s.mu.Lock()
+	i := len(s.parts)
+	s.parts = append(s.parts, ipfs.Part{Size: int64(len(s.chunk))})
+	s.mu.Unlock()
+	b := s.chunk
+	s.adds.Go(func() error {
+		defer func() { s.free <- b[:0] }()
+		c, err := node.Add(ctx, files.NewBytesFile(b))
+		s.mu.Lock()
+		s.parts[i].CID = c
+		s.mu.Unlock()
+		return err
+	})
+	s.chunk = <-s.free
+}
+
+// wait waits for the chunks being added, and returns the first error of any add since
+// the spool was opened (an errgroup.Group keeps it).
+func (s *spooled) wait() error { return s.adds.Wait() }
+
+// save writes the parts added since the last save, then the chunk in progress.
+func (s *spooled) save() error {
+	if err := s.wait(); err != nil {
+		return err
+	}
+	if s.saved < len(s.parts) {
+		var b bytes.Buffer
+		for _, p := range s.parts[s.saved:] {
+			b.WriteString(p.CID.String())
+			b.WriteByte('\n')
+		}
+		f, err := os.OpenFile(filepath.Join(s.dir, partsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		_, err = f.Write(b.Bytes())
+		if err = errors.Join(err, f.Close()); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		s.saved = len(s.parts)
+	}
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(s.chunk)), uint64(len(s.parts)))
+	b = append(b, s.chunk...)
+	tmp := filepath.Join(s.dir, chunkFile+".new")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, chunkFile)); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
