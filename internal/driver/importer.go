@@ -19,7 +19,7 @@ import (
 // not mean reading and hashing it all over again. It cuts the upload into chunks of
 // ipfs.Import.ChunkSize bytes and adds each as it completes; Commit joins them into the
 // DAG an import of the whole blob gives. The request that brings the data only hands it
-// over; the importer's goroutine does the rest on another core.
+// over; the importer's goroutines do the rest on the other core.
 //
 // Whenever a writer closes, the importer saves what it has taken in to the upload's
 // spool (see spooled): the CIDs of the chunks added and the bytes of the chunk in
@@ -71,6 +71,16 @@ func (im *importer) stop() {
 	<-im.done
 }
 
+// failed reports an importer that stopped before its upload was finished.
+func (im *importer) failed() bool {
+	select {
+	case <-im.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // importFrom adds the chunks of what it reads from r, after those of s, and returns the
 // CID of the whole upload once r ends.
 func (s *spooled) importFrom(ctx context.Context, node ipfs.Node, r io.Reader) (cid.Cid, error) {
@@ -108,7 +118,11 @@ type importers struct {
 func (is *importers) attach(p, dir string) (im *importer, fresh bool, err error) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
-	if im = is.m[p]; im != nil {
+	if im = is.m[p]; im != nil && im.failed() {
+		delete(is.m, p) // start again from what the spool has
+		im = nil
+	}
+	if im != nil {
 		if im.attached {
 			return nil, false, fmt.Errorf("%s: %w", p, errInUse)
 		}
