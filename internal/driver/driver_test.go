@@ -119,44 +119,55 @@ func TestChunkingDoesNotChangeCID(t *testing.T) {
 	}
 }
 
-// TestUploadSurvivesRestart resumes an upload with a new driver on the same spool, as
-// after a restart of Disco.
+// TestUploadSurvivesRestart resumes uploads with a new driver on the same spool, as after
+// a restart of Disco: a short one, and one with full chunks added and one in progress.
 func TestUploadSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
-	spool := t.TempDir()
-	root := fmt.Sprintf("/restart-%d", time.Now().UnixNano())
-	d, err := New(node, root, spool)
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		b   []byte
+		cut int
+	}{
+		{[]byte("hello, world"), 7},
+		{ipfstest.Content(2<<20+500, 13), 1<<20 + 100},
+	} {
+		spool, root := t.TempDir(), fmt.Sprintf("/restart-%d", time.Now().UnixNano())
+		d, err := New(node, root, spool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := d.Writer(ctx, "/u/data", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(tt.b[:tt.cut]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if d, err = New(node, root, spool); err != nil {
+			t.Fatal(err)
+		}
+		writeChunksFrom(t, d, "/u/data", tt.b, tt.cut)
+		want, _ := node.Add(ctx, files.NewBytesFile(tt.b))
+		if e, err := node.Stat(ctx, d.StorageDriver.(*driver).mfs("/u/data")); err != nil || e.CID != want {
+			t.Errorf("%d bytes: CID %v (%v), want %s", len(tt.b), e.CID, err, want)
+		}
 	}
-	w, err := d.Writer(ctx, "/u/data", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(w, "hello, ")
-	w.Close()
+}
 
-	d, err = New(node, root, spool)
+// TestDeleteRemovesSpool deletes an upload's directory: what is spooled below it goes.
+func TestDeleteRemovesSpool(t *testing.T) {
+	ctx := context.Background()
+	spool := t.TempDir()
+	d, err := New(node, fmt.Sprintf("/delete-%d", time.Now().UnixNano()), spool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err = d.Writer(ctx, "/u/data", true)
+	w, err := d.Writer(ctx, "/u2/data", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Size() != 7 {
-		t.Fatalf("resumed at %d, want 7", w.Size())
-	}
-	io.WriteString(w, "world")
-	if err := w.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	if got, err := d.GetContent(ctx, "/u/data"); string(got) != "hello, world" {
-		t.Errorf("got %q, %v", got, err)
-	}
-	// Deleting an upload's directory removes what is spooled below it.
-	w, _ = d.Writer(ctx, "/u2/data", false)
 	io.WriteString(w, "x")
 	w.Close()
 	if err := d.Delete(ctx, "/u2"); err != nil {
@@ -241,36 +252,6 @@ func TestUploadImportedOnce(t *testing.T) {
 	if adds, added := n.counts(); adds != 4 || added != int64(len(b)) {
 		t.Errorf("after Commit: %d adds read %d bytes, want 4 of %d in all", adds, added, len(b))
 	}
-	want, _ := node.Add(ctx, files.NewBytesFile(b))
-	if e, err := node.Stat(ctx, d.StorageDriver.(*driver).mfs("/u/data")); err != nil || e.CID != want {
-		t.Errorf("CID %v (%v), want %s", e.CID, err, want)
-	}
-}
-
-// TestRestartKeepsChunks resumes, with a new driver on the same spool, an upload that
-// had full chunks added and one in progress: the result is the blob's DAG.
-func TestRestartKeepsChunks(t *testing.T) {
-	ctx := context.Background()
-	spool, root := t.TempDir(), fmt.Sprintf("/chunks-%d", time.Now().UnixNano())
-	b := ipfstest.Content(2<<20+500, 13)
-	d, err := New(node, root, spool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := d.Writer(ctx, "/u/data", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(b[:1<<20+100]); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if d, err = New(node, root, spool); err != nil {
-		t.Fatal(err)
-	}
-	writeChunksFrom(t, d, "/u/data", b, 1<<20+100)
 	want, _ := node.Add(ctx, files.NewBytesFile(b))
 	if e, err := node.Stat(ctx, d.StorageDriver.(*driver).mfs("/u/data")); err != nil || e.CID != want {
 		t.Errorf("CID %v (%v), want %s", e.CID, err, want)

@@ -228,13 +228,17 @@ func (n *Node) checkpoints(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n.mu.Lock()
-		err := n.checkpoint(ctx)
-		n.mu.Unlock()
-		if err != nil {
+		if err := n.checkpointNow(ctx); err != nil {
 			n.log.Error("mfs checkpoint", "err", err)
 		}
 	}
+}
+
+// checkpointNow checkpoints, taking n.mu.
+func (n *Node) checkpointNow(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.checkpoint(ctx)
 }
 
 // checkpoint flushes MFS, records its root in the repository and empties the journal.

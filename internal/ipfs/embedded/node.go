@@ -98,9 +98,7 @@ func (n *Node) recover(ctx context.Context, name string) error {
 		n.log.Info("mfs journal: applying changes made after the last checkpoint", "records", len(recs), "journal", name)
 		n.replay(ctx, recs)
 	}
-	n.mu.Lock()
-	err = n.checkpoint(ctx)
-	n.mu.Unlock()
+	err = n.checkpointNow(ctx)
 	if err == nil {
 		err = j.reset() // also what a crash cut short, if nothing else was there
 	}
@@ -177,9 +175,7 @@ func (n *Node) Close() error {
 	defer cancel()
 	n.stop()
 	<-n.stopped
-	n.mu.Lock()
-	err := n.checkpoint(ctx)
-	n.mu.Unlock()
+	err := n.checkpointNow(ctx)
 	if err == nil {
 		err = n.journal.Close()
 	}

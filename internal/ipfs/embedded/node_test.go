@@ -42,10 +42,7 @@ func TestFlushedChangesSurviveRestart(t *testing.T) {
 	ctx := context.Background()
 	o := Options{Path: t.TempDir(), Swarm: loopback}
 	n := open(t, o)
-	c, err := n.Add(ctx, files.NewBytesFile([]byte("kept")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := addString(t, n, "kept")
 	if err := n.Link(ctx, "/a/b", c); err != nil {
 		t.Fatal(err)
 	}
@@ -164,10 +161,7 @@ func TestManyCheckpoints(t *testing.T) {
 		if err := n.Link(ctx, fmt.Sprintf("/d%d/f", i%5), c); err != nil {
 			t.Fatal(err)
 		}
-		n.mu.Lock()
-		err = n.checkpoint(ctx)
-		n.mu.Unlock()
-		if err != nil {
+		if err := n.checkpointNow(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -190,21 +184,11 @@ func TestJournalAfterCrash(t *testing.T) {
 	ctx := context.Background()
 	o := Options{Path: t.TempDir(), Swarm: loopback}
 	n := open(t, o)
-	a, err := n.Add(ctx, files.NewBytesFile([]byte("a")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := n.Add(ctx, files.NewBytesFile([]byte("b")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := addString(t, n, "a"), addString(t, n, "b")
 	if err := n.Link(ctx, "/before", a); err != nil {
 		t.Fatal(err)
 	}
-	n.mu.Lock()
-	err = n.checkpoint(ctx)
-	n.mu.Unlock()
-	if err != nil {
+	if err := n.checkpointNow(ctx); err != nil {
 		t.Fatal(err)
 	}
 	root := storedRoot(t, n)
@@ -252,6 +236,15 @@ func TestJournalAfterCrash(t *testing.T) {
 	if fi, err := os.Stat(name); err != nil || fi.Size() != 0 {
 		t.Errorf("journal after start: %v, %v; want it empty", fi, err)
 	}
+}
+
+func addString(t *testing.T, n *Node, s string) cid.Cid {
+	t.Helper()
+	c, err := n.Add(context.Background(), files.NewBytesFile([]byte(s)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func storedRoot(t *testing.T, n *Node) cid.Cid {
