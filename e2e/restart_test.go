@@ -1,18 +1,26 @@
 package e2e
 
-import "testing"
+import (
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"testing"
+)
+
+// stops are the two ways Disco goes down in the restart tests.
+var stops = []struct {
+	name string
+	stop func(*Disco)
+}{
+	{"sigterm", (*Disco).Stop},
+	{"sigkill", (*Disco).Kill},
+}
 
 // TestRestart stops Disco after a push, cleanly and by SIGKILL the moment the push was
 // acknowledged, and starts it again: Disco persists every write before answering it, so
 // the image must be there either way.
 func TestRestart(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		stop func(*Disco)
-	}{
-		{"sigterm", (*Disco).Stop},
-		{"sigkill", (*Disco).Kill},
-	} {
+	for _, tt := range stops {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			d := startDisco(t, discoOptions{})
@@ -23,6 +31,44 @@ func TestRestart(t *testing.T) {
 			d.Restart()
 			checkImage(t, d, "e2e/restart:v1", img)
 			checkImage(t, d, "e2e/restart@"+digest.String(), img)
+		})
+	}
+}
+
+// TestUploadAcrossRestart sends part of a blob upload, stops Disco cleanly or by
+// SIGKILL, starts it again and finishes the upload where it was: what a PATCH answered
+// 202 took is kept.
+func TestUploadAcrossRestart(t *testing.T) {
+	for _, tt := range stops {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := startDisco(t, discoOptions{})
+			blob := randomBytes(t, 3<<20+12345)
+			cut := 2<<20 + 777 // two whole chunks and part of a third
+			loc := startUpload(t, d, "e2e/upload")
+			res := send(t, http.MethodPatch, loc, blob[:cut],
+				"Content-Type", "application/octet-stream", "Content-Range", fmt.Sprintf("0-%d", cut-1))
+			if res.status != http.StatusAccepted {
+				t.Fatalf("PATCH: %d %s", res.status, res.body)
+			}
+			loc = location(t, d, res)
+
+			tt.stop(d)
+			d.Restart()
+			res = send(t, http.MethodGet, loc, nil)
+			if res.status != http.StatusNoContent || res.header.Get("Range") != fmt.Sprintf("0-%d", cut-1) {
+				t.Fatalf("upload status after restart: %d, Range %q, want 204 and 0-%d", res.status, res.header.Get("Range"), cut-1)
+			}
+			digest := fmt.Sprintf("sha256:%x", sha256.Sum256(blob))
+			res = send(t, http.MethodPut, withDigest(loc, digest), blob[cut:],
+				"Content-Type", "application/octet-stream", "Content-Range", fmt.Sprintf("%d-%d", cut, len(blob)-1))
+			if res.status != http.StatusCreated {
+				t.Fatalf("closing PUT: %d %s", res.status, res.body)
+			}
+			res = send(t, http.MethodGet, d.URL("/v2/e2e/upload/blobs/"+digest), nil)
+			if res.status != http.StatusOK || fmt.Sprintf("sha256:%x", sha256.Sum256(res.body)) != digest {
+				t.Errorf("GET blob: %d, %d bytes that do not hash to %s", res.status, len(res.body), digest)
+			}
 		})
 	}
 }

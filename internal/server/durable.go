@@ -16,21 +16,17 @@ const flushTimeout = time.Minute
 
 // durable makes every request that stores something persist the node's MFS before its
 // response leaves: a client told "created" or "deleted" keeps its push, or its delete, if
-// Disco dies next. An upload in progress (POST or PATCH answered 202) is not persisted: if
-// Disco dies before it is committed, the client starts it again.
+// Disco dies next, and an upload in progress keeps what its POST and PATCHes brought.
+// Persisting is cheap: the node appends the request's changes to its journal.
 func durable(next http.Handler, node ipfs.Node, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPatch:
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
 			next.ServeHTTP(w, r)
 			return
 		}
 		held := &heldResponse{ResponseWriter: w}
 		next.ServeHTTP(held, r)
-		if held.status == http.StatusAccepted && r.Method == http.MethodPost {
-			held.release()
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), flushTimeout)
 		defer cancel()
 		if err := node.Flush(ctx); err != nil {

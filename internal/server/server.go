@@ -56,6 +56,13 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, g *global.Glob
 		reg.Middleware = map[string][]configuration.Middleware{}
 	}
 	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware())
+	if reg.HTTP.Secret == "" {
+		secret, err := uploadSecret(cfg.IPFS.Uploads)
+		if err != nil {
+			return nil, err
+		}
+		reg.HTTP.Secret = secret
+	}
 	app, err := newApp(ctx, reg)
 	if err != nil {
 		return nil, err
