@@ -299,19 +299,29 @@ type identity struct {
 	Addresses []string `json:"addresses"`
 }
 
+// Command runs disco with args and this Disco's environment, and returns its stdout, or
+// its stderr with the error.
+func (d *Disco) Command(args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(discoBin(), args...)
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = d.Home, d.env, &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stderr.String(), fmt.Errorf("disco %s: %w", strings.Join(args, " "), err)
+	}
+	return stdout.String(), nil
+}
+
 // ID runs disco id with this Disco's environment.
 func (d *Disco) ID() identity {
 	t := d.t
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(discoBin(), "id")
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = d.Home, d.env, &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("disco id: %v\n%s", err, stderr.Bytes())
+	out, err := d.Command("id")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
 	var id identity
-	if err := json.Unmarshal(stdout.Bytes(), &id); err != nil || id.ID == "" {
-		t.Fatalf("disco id printed %q (%v), want {\"id\": ..., \"addresses\": [...]}", stdout.Bytes(), err)
+	if err := json.Unmarshal([]byte(out), &id); err != nil || id.ID == "" {
+		t.Fatalf("disco id printed %q (%v), want {\"id\": ..., \"addresses\": [...]}", out, err)
 	}
 	return id
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -29,6 +30,10 @@ type response struct {
 	body   []byte
 }
 
+// sendClient gives up on a registry that does not answer, so that a test fails rather
+// than hangs.
+var sendClient = &http.Client{Timeout: 2 * time.Minute}
+
 // send sends a request; header holds pairs of names and values.
 func send(t *testing.T, method, u string, body []byte, header ...string) response {
 	t.Helper()
@@ -39,7 +44,7 @@ func send(t *testing.T, method, u string, body []byte, header ...string) respons
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := sendClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,16 +24,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/discoregistry/disco/internal/config"
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
 	"github.com/discoregistry/disco/internal/server"
 )
 
-const usage = `usage: disco [serve | version | id]
+const usage = `usage: disco [serve | version | id | gc]
 
   serve    serve the registry (the default)
   version  print the version
   id       print the IPFS node's identity as JSON
+  gc       remove from the IPFS repository what the registry no longer uses
+           (with Disco stopped)
 
 Configuration is read from $REGISTRY_CONFIGURATION_PATH, else ~/.disco/config.yaml;
 without either, built-in defaults apply. The registry listens on $DISCO_PORT (default 1970).
@@ -62,6 +65,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		return nil
 	case "id":
 		return printID(getenv, stdout)
+	case "gc":
+		return collectGarbage(getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -87,6 +92,27 @@ func printID(getenv func(string) string, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(id)
+}
+
+// collectGarbage removes the blocks that neither the registry's MFS tree nor an upload in
+// progress uses.
+func collectGarbage(getenv func(string) string, stdout io.Writer) error {
+	c, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	keep, err := driver.SpooledParts(c.IPFS.Uploads)
+	if err != nil {
+		return fmt.Errorf("uploads in progress: %w", err)
+	}
+	stats, err := embedded.CollectGarbage(ctx, nodeOptions(c, nil), keep)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %d blocks, freed %.1f MiB\n", stats.Blocks, float64(stats.Freed)/(1<<20))
+	return nil
 }
 
 func serve(getenv func(string) string, stderr io.Writer) (err error) {

@@ -298,6 +298,9 @@ func TestSpoolCutShort(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, chunkFile), chunk, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if parts, err := SpooledParts(filepath.Dir(dir)); err != nil || len(parts) != 2 {
+		t.Errorf("SpooledParts: %v, %v; want the 2 parts written", parts, err)
+	}
 	s, fresh, err := openSpooled(dir)
 	if err != nil || fresh {
 		t.Fatalf("openSpooled: fresh %v, %v", fresh, err)

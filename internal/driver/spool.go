@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/ipfs/boxo/files"
@@ -186,4 +187,30 @@ func (s *spooled) save() error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
+}
+
+// SpooledParts returns the CIDs of the chunks that the uploads in progress spooled in the
+// uploads directory dir have added: a garbage collection of the node must keep them.
+func SpooledParts(dir string) ([]cid.Cid, error) {
+	var out []cid.Cid
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || e.Name() != partsFile {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Fields(string(b)) {
+			// A line a crash cut short names no part the upload counts.
+			if c, err := cid.Decode(line); err == nil {
+				out = append(out, c)
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return out, err
 }

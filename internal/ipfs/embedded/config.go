@@ -23,6 +23,8 @@ type Options struct {
 	Public bool
 	// Log gets the node's own log lines; nil means slog.Default().
 	Log *slog.Logger
+
+	offline bool // no networking at all, for maintenance
 }
 
 // DefaultSwarm is where the embedded node listens unless configured otherwise.

@@ -132,7 +132,7 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 	}
 	// The lifetime context of a Kubo node stops it when cancelled; Close does that here.
 	nd, err := core.NewNode(context.WithoutCancel(ctx), &core.BuildCfg{
-		Online:    true,
+		Online:    !o.offline,
 		Permanent: true,
 		Repo:      r,
 		Routing:   routing,
@@ -149,6 +149,9 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 	// Kubo's peering service first dials its peers after a delay of several seconds, to
 	// stagger reconnections; a Disco that has just started should not wait that long.
 	for _, p := range cfg.Peering.Peers {
+		if o.offline {
+			break
+		}
 		go func() {
 			ctx, cancel := context.WithTimeout(nd.Context(), 30*time.Second)
 			defer cancel()

@@ -1,0 +1,69 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/kubo/gc"
+	"github.com/ipfs/kubo/repo/fsrepo"
+)
+
+// GCStats is what a garbage collection removed.
+type GCStats struct {
+	Blocks int    // blocks removed
+	Freed  uint64 // bytes of storage freed, as the repository counts them
+}
+
+// CollectGarbage removes from the repository at o.Path every block that neither the MFS
+// tree nor the DAGs of keep reach: directory versions that later changes replaced,
+// content that was unlinked, blocks of fetches that were refused. It needs the
+// repository to itself: it fails when a node has it open. It applies the MFS journal
+// first, so that the tree it keeps is the latest.
+func CollectGarbage(ctx context.Context, o Options, keep []cid.Cid) (GCStats, error) {
+	if !fsrepo.IsInitialized(o.Path) {
+		return GCStats{}, fmt.Errorf("no ipfs repository at %s", o.Path)
+	}
+	o.offline = true
+	n, err := Open(ctx, o)
+	if err != nil {
+		return GCStats{}, err
+	}
+	stats, err := n.collectGarbage(ctx, keep)
+	return stats, errors.Join(err, n.Close())
+}
+
+func (n *Node) collectGarbage(ctx context.Context, keep []cid.Cid) (GCStats, error) {
+	var stats GCStats
+	// No change may come between reading the root and removing what it does not reach.
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.checkpoint(ctx); err != nil {
+		return stats, err
+	}
+	root, err := n.root.GetDirectory().GetNode()
+	if err != nil {
+		return stats, err
+	}
+	before, err := n.ipfs.Repo.GetStorageUsage(ctx)
+	if err != nil {
+		return stats, err
+	}
+	var errs []error
+	for res := range gc.GC(ctx, n.ipfs.Blockstore, n.ipfs.Repo.Datastore(), n.ipfs.Pinning, append([]cid.Cid{root.Cid()}, keep...)) {
+		if res.Error != nil {
+			errs = append(errs, res.Error)
+		} else if res.KeyRemoved.Defined() {
+			stats.Blocks++
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return stats, fmt.Errorf("ipfs gc: %w", err)
+	}
+	after, err := n.ipfs.Repo.GetStorageUsage(ctx)
+	if err == nil && after < before {
+		stats.Freed = before - after
+	}
+	return stats, err
+}
