@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -23,8 +24,8 @@ func TestGarbageCollection(t *testing.T) {
 		t.Fatalf("cancel upload: %d %s", res.status, res.body)
 	}
 
-	if out, err := d.Command("gc"); err == nil {
-		t.Errorf("disco gc ran while Disco had the repository: %s", out)
+	if out, err := d.Command("gc"); err == nil || !strings.Contains(out, "stop Disco first") {
+		t.Errorf("disco gc while Disco runs: %v, %q; want it refused", err, out)
 	}
 	d.Stop()
 	out, err := d.Command("gc")

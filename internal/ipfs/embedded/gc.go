@@ -25,6 +25,9 @@ func CollectGarbage(ctx context.Context, o Options, keep []cid.Cid) (GCStats, er
 	if !fsrepo.IsInitialized(o.Path) {
 		return GCStats{}, fmt.Errorf("no ipfs repository at %s", o.Path)
 	}
+	if locked, err := fsrepo.LockedByOtherProcess(o.Path); err == nil && locked {
+		return GCStats{}, fmt.Errorf("the ipfs repository %s is in use: stop Disco first", o.Path)
+	}
 	o.offline = true
 	n, err := Open(ctx, o)
 	if err != nil {
