@@ -72,15 +72,20 @@ func (n *Node) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
 func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
 	var nd ipld.Node
 	var err error
+	// What MFS links is local: it was added here, or fetched whole before it was linked.
+	// Reading it locally only makes a block gone missing an error rather than a wait on
+	// the network.
+	dag := n.local
 	if ipfs.IsIPFSPath(p) {
 		nd, err = n.resolve(ctx, p)
+		dag = n.ipfs.DAG
 	} else {
 		nd, err = lookup(ctx, n, p, func(fsn mfs.FSNode) (ipld.Node, error) { return fsn.GetNode() })
 	}
 	if err != nil {
 		return nil, err
 	}
-	r, err := uio.NewDagReader(ctx, nd, n.ipfs.DAG)
+	r, err := uio.NewDagReader(ctx, nd, dag)
 	if err != nil {
 		if errors.Is(err, uio.ErrIsDir) {
 			return nil, fmt.Errorf("%s: %w", p, ipfs.ErrIsDir)

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/exchange/offline"
+	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/mfs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -36,9 +39,10 @@ import (
 
 // Node is a Kubo node running in this process. It implements ipfs.Node.
 type Node struct {
-	ipfs *core.IpfsNode
-	api  coreiface.CoreAPI
-	root *mfs.Root
+	ipfs  *core.IpfsNode
+	api   coreiface.CoreAPI
+	root  *mfs.Root
+	local ipld.DAGService // the blockstore alone, without the network
 
 	log *slog.Logger
 
@@ -167,7 +171,8 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, added: added, log: log}, nil
+	local := merkledag.NewDAGService(blockservice.New(nd.Blockstore, offline.Exchange(nd.Blockstore)))
+	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, local: local, added: added, log: log}, nil
 }
 
 const closeTimeout = 30 * time.Second

@@ -297,3 +297,30 @@ func TestPublicConfig(t *testing.T) {
 		t.Error("public config: telemetry and AutoConf must stay off")
 	}
 }
+
+// TestMissingBlockIsAnError reads an MFS file one of whose blocks is gone: the read fails
+// at once rather than waiting for the network to bring the block.
+func TestMissingBlockIsAnError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := open(t, Options{Path: t.TempDir(), Swarm: loopback})
+	c, err := n.Add(ctx, files.NewBytesFile(ipfstest.Content(3<<20, 5)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Link(ctx, "/f", c); err != nil {
+		t.Fatal(err)
+	}
+	root, err := n.ipfs.DAG.Get(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.ipfs.Blockstore.DeleteBlock(ctx, root.Links()[1].Cid); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = ipfs.ReadFile(ctx, n, "/f", 4<<20)
+	if err == nil || time.Since(start) > 10*time.Second {
+		t.Errorf("read with a block missing: %v after %s; want an error at once", err, time.Since(start))
+	}
+}
