@@ -85,9 +85,9 @@ func (im *importer) failed() bool {
 // CID of the whole upload once r ends.
 func (s *spooled) importFrom(ctx context.Context, node ipfs.Node, r io.Reader) (cid.Cid, error) {
 	for {
-		n, err := r.Read(s.chunk[len(s.chunk):cap(s.chunk)])
+		n, err := r.Read(s.room())
 		s.chunk = s.chunk[:len(s.chunk)+n]
-		if len(s.chunk) == cap(s.chunk) {
+		if len(s.chunk) == ipfs.Import.ChunkSize {
 			s.addChunk(ctx, node)
 		}
 		if errors.Is(err, io.EOF) {

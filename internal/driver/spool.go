@@ -52,13 +52,15 @@ type spooled struct {
 	dir   string
 	parts []ipfs.Part
 	saved int    // parts written to the parts file
-	chunk []byte // the chunk in progress; its capacity is the chunk size
+	chunk []byte // the chunk in progress
 
 	// Chunks are added addsInFlight at a time, so that one waiting on the disk does not
-	// hold up the next: adds runs them, free holds the buffers not in use.
-	adds *errgroup.Group
-	free chan []byte
-	mu   sync.Mutex // guards the CIDs of parts being added
+	// hold up the next: adds runs them. Their buffers, of the chunk size, are made as
+	// they are needed (most uploads are small) and kept in free when not in use.
+	adds    *errgroup.Group
+	free    chan []byte
+	buffers int        // buffers made
+	mu      sync.Mutex // guards the CIDs of parts being added
 }
 
 // addsInFlight is how many chunks of an upload are added at once.
@@ -73,10 +75,6 @@ const (
 // that there was nothing.
 func openSpooled(dir string) (s *spooled, fresh bool, err error) {
 	s = &spooled{dir: dir, adds: new(errgroup.Group), free: make(chan []byte, addsInFlight+1)}
-	for range addsInFlight + 1 {
-		s.free <- make([]byte, 0, ipfs.Import.ChunkSize)
-	}
-	s.chunk = <-s.free
 	b, err := os.ReadFile(filepath.Join(dir, chunkFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -142,14 +140,45 @@ func (s *spooled) addChunk(ctx context.Context, node ipfs.Node) {
 	s.mu.Unlock()
 	b := s.chunk
 	s.adds.Go(func() error {
-		defer func() { s.free <- b[:0] }()
+		defer func() {
+			select {
+			case s.free <- b[:0]:
+			default: // the first chunk's buffer, one too many
+			}
+		}()
 		c, err := node.Add(ctx, files.NewBytesFile(b))
 		s.mu.Lock()
 		s.parts[i].CID = c
 		s.mu.Unlock()
 		return err
 	})
-	s.chunk = <-s.free
+	s.chunk = s.buffer()
+}
+
+// buffer returns an empty buffer of the chunk size, waiting for one when there are
+// addsInFlight+1 already.
+func (s *spooled) buffer() []byte {
+	select {
+	case b := <-s.free:
+		return b
+	default:
+	}
+	if s.buffers <= addsInFlight {
+		s.buffers++
+		return make([]byte, 0, ipfs.Import.ChunkSize)
+	}
+	return <-s.free
+}
+
+// room returns the free end of the chunk in progress, growing its buffer, up to the chunk
+// size, when it is full.
+func (s *spooled) room() []byte {
+	if len(s.chunk) == cap(s.chunk) {
+		grown := make([]byte, len(s.chunk), min(max(2*cap(s.chunk), 64<<10), ipfs.Import.ChunkSize))
+		copy(grown, s.chunk)
+		s.chunk = grown
+	}
+	return s.chunk[len(s.chunk):cap(s.chunk)]
 }
 
 // wait waits for the chunks being added, and returns the first error of any add since
