@@ -19,8 +19,8 @@ type GCStats struct {
 // CollectGarbage removes from the repository at o.Path every block that neither the MFS
 // tree nor the DAGs of keep reach: directory versions that later changes replaced,
 // content that was unlinked, blocks of fetches that were refused. It needs the
-// repository to itself: it fails when a node has it open. It applies the MFS journal
-// first, so that the tree it keeps is the latest.
+// repository to itself: it fails when a node has it open. Opening the repository applies
+// the MFS journal, so the tree it keeps is the latest.
 func CollectGarbage(ctx context.Context, o Options, keep []cid.Cid) (GCStats, error) {
 	if !fsrepo.IsInitialized(o.Path) {
 		return GCStats{}, fmt.Errorf("no ipfs repository at %s", o.Path)
@@ -40,11 +40,9 @@ func CollectGarbage(ctx context.Context, o Options, keep []cid.Cid) (GCStats, er
 func (n *Node) collectGarbage(ctx context.Context, keep []cid.Cid) (GCStats, error) {
 	var stats GCStats
 	// No change may come between reading the root and removing what it does not reach.
+	// Open has applied the journal and recorded the root: the tree on disk is this one.
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.checkpoint(ctx); err != nil {
-		return stats, err
-	}
 	root, err := n.root.GetDirectory().GetNode()
 	if err != nil {
 		return stats, err
