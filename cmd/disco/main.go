@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -23,11 +22,10 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/discoregistry/disco/internal/app"
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/driver"
-	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
-	"github.com/discoregistry/disco/internal/server"
 )
 
 const usage = `usage: disco [serve | version | id | gc]
@@ -75,17 +73,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	}
 }
 
-func nodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
-	n := c.IPFS.Node
-	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Log: log}
-}
-
 func printID(getenv func(string) string, stdout io.Writer) error {
 	c, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
-	id, err := embedded.ReadIdentity(nodeOptions(c, nil))
+	id, err := embedded.ReadIdentity(app.NodeOptions(c, nil))
 	if err != nil {
 		return err
 	}
@@ -107,7 +100,7 @@ func collectGarbage(getenv func(string) string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("uploads in progress: %w", err)
 	}
-	stats, err := embedded.CollectGarbage(ctx, nodeOptions(c, nil), keep)
+	stats, err := embedded.CollectGarbage(ctx, app.NodeOptions(c, nil), keep)
 	if err != nil {
 		return err
 	}
@@ -135,39 +128,20 @@ func serve(getenv func(string) string, stderr io.Writer) (err error) {
 		stop() // a second signal kills at once
 	}()
 
-	node, err := embedded.Open(ctx, nodeOptions(c, log))
+	d, err := app.Open(ctx, c, app.Options{Log: log, Metrics: prometheus.DefaultRegisterer})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := node.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close ipfs node: %w", cerr))
-		}
+		err = errors.Join(err, d.Close())
 		log.Info("stopped")
 	}()
-	id, err := node.Identity(ctx)
+	id, err := d.Node.Identity(ctx)
 	if err != nil {
 		return err
 	}
 	log.Info("ipfs node started", "id", id.ID, "addresses", id.Addresses, "public", c.IPFS.Node.Public)
-
-	g, err := global.New(global.Options{
-		Node:         node,
-		Root:         c.IPFS.RootDirectory,
-		HashesOnly:   c.Disco.HashesOnly,
-		NoClone:      c.Disco.NoClone,
-		CloneTimeout: c.Disco.CloneTimeout,
-		Log:          log,
-		Metrics:      prometheus.DefaultRegisterer,
-	})
-	if err != nil {
-		return err
-	}
-
-	srv, err := server.New(ctx, c, node, g, log)
-	if err != nil {
-		return err
-	}
+	srv := d.Server
 	ln, err := srv.Listen()
 	if err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"path"
@@ -28,11 +27,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
 
+	"github.com/discoregistry/disco/internal/app"
 	"github.com/discoregistry/disco/internal/config"
-	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/ipfs"
-	"github.com/discoregistry/disco/internal/ipfs/embedded"
-	"github.com/discoregistry/disco/internal/server"
 )
 
 var quietLibrary sync.Once
@@ -40,7 +37,7 @@ var quietLibrary sync.Once
 // Disco is a Disco running in the test process, with its own embedded IPFS node.
 type Disco struct {
 	Host    string
-	Node    *embedded.Node
+	Node    ipfs.Node
 	Metrics *prometheus.Registry
 }
 
@@ -48,14 +45,6 @@ type Disco struct {
 func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 	t.Helper()
 	quietLibrary.Do(func() { logrus.SetOutput(io.Discard) }) // Distribution's request logs
-	home := t.TempDir()
-	yaml := "log: {level: warn, accesslog: {disabled: true}}\nstorage:\n  delete: {enabled: true}\n" + extra
-	c, err := config.Parse([]byte(yaml), func(k string) string {
-		return map[string]string{"HOME": home, "DISCO_PORT": "0"}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var peerAddrs []string
@@ -66,21 +55,21 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 		}
 		peerAddrs = append(peerAddrs, id.Addresses...)
 	}
-	node, err := embedded.Open(ctx, embedded.Options{
-		Path: c.IPFS.Node.Path, Swarm: []string{"/ip4/127.0.0.1/tcp/0"}, Peers: peerAddrs,
+	node, err := json.Marshal(map[string]any{"swarm": []string{"/ip4/127.0.0.1/tcp/0"}, "peers": peerAddrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	yaml := "log: {level: warn, accesslog: {disabled: true}}\nstorage:\n  delete: {enabled: true}\n" +
+		"  ipfs: {node: " + string(node) + "}\n" + extra
+	c, err := config.Parse([]byte(yaml), func(k string) string {
+		return map[string]string{"HOME": home, "DISCO_PORT": "0"}[k]
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics := prometheus.NewRegistry()
-	g, err := global.New(global.Options{
-		Node: node, Root: c.IPFS.RootDirectory, HashesOnly: c.Disco.HashesOnly, NoClone: c.Disco.NoClone,
-		CloneTimeout: c.Disco.CloneTimeout, Metrics: metrics,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(ctx, c, node, g, slog.New(slog.DiscardHandler))
+	d, err := app.Open(ctx, c, app.Options{Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,15 +79,15 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 	}
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, ln) }()
+	go func() { done <- d.Server.Serve(sctx, ln) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		node.Close()
+		d.Close()
 	})
-	return &Disco{Host: ln.Addr().String(), Node: node, Metrics: metrics}
+	return &Disco{Host: ln.Addr().String(), Node: d.Node, Metrics: metrics}
 }
 
 func (d *Disco) Ref(t *testing.T, s string) name.Reference {
@@ -402,4 +391,8 @@ func Counter(t *testing.T, d *Disco, name string) float64 {
 
 func HistogramCount(t *testing.T, d *Disco, name string) uint64 {
 	return metric(t, d, name).GetHistogram().GetSampleCount()
+}
+
+func Gauge(t *testing.T, d *Disco, name string) float64 {
+	return metric(t, d, name).GetGauge().GetValue()
 }

@@ -1,0 +1,88 @@
+// Package app builds a Disco from its configuration: its IPFS node, global addressing and
+// the registry server, the way cmd/disco runs them and tests start them.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/discoregistry/disco/internal/config"
+	"github.com/discoregistry/disco/internal/global"
+	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/ipfs/embedded"
+	"github.com/discoregistry/disco/internal/server"
+)
+
+// Options are what a Disco takes besides its configuration.
+type Options struct {
+	// Log gets Disco's own log lines; nil discards them.
+	Log *slog.Logger
+	// Metrics registers Disco's metrics; nil registers none.
+	Metrics prometheus.Registerer
+}
+
+// Disco is a Disco ready to serve.
+type Disco struct {
+	Node   ipfs.Node
+	Global *global.Global
+	Server *server.Server
+
+	close func() error
+}
+
+// Open starts the IPFS node and builds the registry on it. Close stops the node.
+func Open(ctx context.Context, c *config.Config, o Options) (*Disco, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	node, err := embedded.Open(ctx, NodeOptions(c, o.Log))
+	if err != nil {
+		return nil, err
+	}
+	d := &Disco{Node: node, close: node.Close}
+	if err := d.build(ctx, c, o); err != nil {
+		return nil, errors.Join(err, d.Close())
+	}
+	return d, nil
+}
+
+func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
+	g, err := global.New(global.Options{
+		Node:         d.Node,
+		Root:         c.IPFS.RootDirectory,
+		HashesOnly:   c.Disco.HashesOnly,
+		NoClone:      c.Disco.NoClone,
+		CloneTimeout: c.Disco.CloneTimeout,
+		CloneMaxBlob: int64(c.Disco.CloneMaxBlob),
+		CloneMaxSize: int64(c.Disco.CloneMaxSize),
+		Log:          o.Log,
+		Metrics:      o.Metrics,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, c, d.Node, g, o.Log)
+	if err != nil {
+		return err
+	}
+	d.Global, d.Server = g, srv
+	return nil
+}
+
+// Close stops the IPFS node.
+func (d *Disco) Close() error {
+	if err := d.close(); err != nil {
+		return fmt.Errorf("close ipfs node: %w", err)
+	}
+	return nil
+}
+
+// NodeOptions are the embedded node's options from storage.ipfs.node.
+func NodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
+	n := c.IPFS.Node
+	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Log: log}
+}
