@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -161,11 +162,21 @@ func (d *driver) List(ctx context.Context, p string) ([]string, error) {
 	if err != nil {
 		return nil, pathError(p, err)
 	}
-	out := make([]string, len(es))
-	for i, e := range es {
-		out[i] = path.Join(p, e.Name)
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		// A name that is not a path element ("", ".", "..", "a/b") cannot be one Disco
+		// wrote; only content from the network could hold it. Listed, it would send
+		// Distribution's walks round in circles or out of the directory.
+		if !validElem(e.Name) {
+			continue
+		}
+		out = append(out, path.Join(p, e.Name))
 	}
 	return out, nil
+}
+
+func validElem(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
 func (d *driver) Move(ctx context.Context, src, dst string) error {

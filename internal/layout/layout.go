@@ -57,6 +57,3 @@ func Referrers(subject digest.Digest) string {
 func ReferrerLink(subject, d digest.Digest) string {
 	return path.Join(Referrers(subject), d.Algorithm().String(), d.Encoded(), "link")
 }
-
-// Links are the directories of a repository that hold link files.
-var Links = []string{"_layers", "_manifests"}
