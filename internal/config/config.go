@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
+	"github.com/dustin/go-humanize"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -75,6 +77,31 @@ type Disco struct {
 	// HashesOnly removes a pushed name once the image is filed under its digest and CID,
 	// as the original Disco did.
 	HashesOnly bool `yaml:"hashesonly"`
+	// CloneMaxBlob and CloneMaxSize bound a blob of an image pulled by CID from the
+	// network, and the whole image (default 16 GiB and 64 GiB).
+	CloneMaxBlob Bytes `yaml:"clonemaxblob"`
+	CloneMaxSize Bytes `yaml:"clonemaxsize"`
+}
+
+// Bytes is a size in bytes, written as a number of bytes or with a unit: 512MiB, 16GiB.
+type Bytes int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *Bytes) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseBytes(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+func parseBytes(s string) (Bytes, error) {
+	v, err := humanize.ParseBytes(s)
+	if err != nil || v > math.MaxInt64 {
+		return 0, fmt.Errorf("%q is not a size such as 16GiB", s)
+	}
+	return Bytes(v), nil
 }
 
 // Path returns the file to read: $REGISTRY_CONFIGURATION_PATH, else ~/.disco/config.yaml.

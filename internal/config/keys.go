@@ -69,6 +69,12 @@ func checkKeys(n *yaml.Node, t reflect.Type, at string) error {
 	if reflect.PointerTo(t).Implements(yamlV2Unmarshaler) && t != reflect.TypeFor[configuration.Storage]() {
 		return nil // a syntax of its own, checked by its decoder
 	}
+	if t == reflect.TypeFor[Bytes]() {
+		if _, err := parseBytes(n.Value); err != nil {
+			return fmt.Errorf("%s: %w (line %d)", at, err, n.Line)
+		}
+		return nil
+	}
 	if t == reflect.TypeFor[time.Duration]() {
 		_, err := time.ParseDuration(n.Value)
 		if _, ierr := strconv.ParseInt(n.Value, 10, 64); err != nil && ierr != nil && n.Kind == yaml.ScalarNode {

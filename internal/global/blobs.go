@@ -67,38 +67,52 @@ func (b blobs) ensure(ctx context.Context, d digest.Digest) error {
 	if err == nil {
 		return nil
 	}
+	return b.failed(ctx, d, err)
+}
+
+// failed handles a blob that could not be fetched, and returns the error to answer with.
+func (b blobs) failed(ctx context.Context, d digest.Digest, err error) error {
+	if ctx.Err() != nil {
+		return err // the client has gone
+	}
 	b.g.blobFailed(ctx, b.name, d, err)
-	var mismatch *MismatchError
-	if errors.As(err, &mismatch) {
+	if lies(err) {
 		return errcode.ErrorCodeBlobUnknown.WithDetail(err.Error())
 	}
 	return errcode.ErrorCodeBlobUnknown.WithDetail(fmt.Sprintf("could not fetch %s from IPFS: %v", d, err))
 }
 
-// streamable returns the CID and size of a blob to stream rather than fetch first.
-func (b blobs) streamable(ctx context.Context, d digest.Digest) (cid.Cid, int64, bool) {
-	if d.Algorithm() != digest.Canonical {
-		return cid.Undef, 0, false
-	}
-	c, ok, err := b.remote(ctx, d)
-	if err != nil || !ok {
-		return cid.Undef, 0, false
-	}
-	size, err := b.g.remoteSize(ctx, c)
-	if err != nil || size <= checkFirst {
-		return cid.Undef, 0, false
-	}
-	return c, size, true
+// lies reports an error about content from the network that is not what it claims.
+func lies(err error) bool {
+	var mismatch *MismatchError
+	var tooLarge *TooLargeError
+	return errors.As(err, &mismatch) || errors.As(err, &tooLarge)
 }
 
-// Stat describes a blob to be streamed from what the network says of it; Distribution's
-// GET handler stats a blob before it serves it.
-func (b blobs) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
-	if _, size, ok := b.streamable(ctx, d); ok {
-		return v1.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: size}, nil
+// describe returns the CID and size of a blob of the repository that is not held
+// locally, from what the network says of it; ok is false for one that is held, or is not
+// the repository's.
+func (b blobs) describe(ctx context.Context, d digest.Digest) (c cid.Cid, size int64, ok bool, err error) {
+	c, ok, err = b.remote(ctx, d)
+	if err != nil || !ok {
+		return cid.Undef, 0, false, err
 	}
-	if err := b.ensure(ctx, d); err != nil {
+	size, err = b.g.remoteSize(ctx, d, c)
+	if err != nil {
+		return cid.Undef, 0, false, b.failed(ctx, d, err)
+	}
+	return c, size, true, nil
+}
+
+// Stat describes a blob that is not local yet from what the network says of it, without
+// fetching it; Distribution's GET and HEAD handlers stat a blob before they serve it.
+func (b blobs) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
+	_, size, ok, err := b.describe(ctx, d)
+	if err != nil {
 		return v1.Descriptor{}, err
+	}
+	if ok {
+		return v1.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: size}, nil
 	}
 	return b.BlobStore.Stat(ctx, d)
 }
@@ -117,12 +131,21 @@ func (b blobs) Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, er
 	return b.BlobStore.Open(ctx, d)
 }
 
+// ServeBlob answers a HEAD of a blob that is not local without fetching it, streams a big
+// one to a GET, and fetches a small one before Distribution serves it.
 func (b blobs) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, d digest.Digest) error {
-	if r.Method == http.MethodGet && r.Header.Get("Range") == "" {
-		if c, size, ok := b.streamable(ctx, d); ok {
-			b.g.stream(ctx, w, b.name, d, c, size)
-			return nil
-		}
+	c, size, ok, err := b.describe(ctx, d)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ok && r.Method == http.MethodHead:
+		blobHeaders(w.Header(), d, size)
+		w.WriteHeader(http.StatusOK)
+		return nil
+	case ok && r.Method == http.MethodGet && r.Header.Get("Range") == "" && size > checkFirst && d.Algorithm() == digest.Canonical:
+		b.g.stream(ctx, w, b.name, d, c, size)
+		return nil
 	}
 	if err := b.ensure(ctx, d); err != nil {
 		return err
@@ -130,12 +153,29 @@ func (b blobs) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Req
 	return b.BlobStore.ServeBlob(ctx, w, r, d)
 }
 
-// remoteSize returns the size of the file c, asking the network for its root if need be.
-func (g *Global) remoteSize(ctx context.Context, c cid.Cid) (int64, error) {
+func blobHeaders(h http.Header, d digest.Digest, size int64) {
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", fmt.Sprint(size))
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Etag", fmt.Sprintf("%q", d))
+}
+
+// remoteSize returns the size of the file c, asking the network for its root if need be,
+// and refuses a size larger than a cloned blob may be.
+func (g *Global) remoteSize(ctx context.Context, d digest.Digest, c cid.Cid) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.CloneTimeout)
 	defer cancel()
 	e, err := g.node.Stat(ctx, "/ipfs/"+c.String())
-	return e.Size, err
+	if err != nil {
+		return 0, err
+	}
+	if e.IsDir {
+		return 0, &MismatchError{Digest: d, CID: c}
+	}
+	if e.Size > g.opts.CloneMaxBlob {
+		return 0, &TooLargeError{Digest: d, Size: e.Size, Limit: g.opts.CloneMaxBlob, Key: "disco.clonemaxblob"}
+	}
+	return e.Size, nil
 }
 
 // stream sends the blob d of the repository name, fetched as c, to the client as it
@@ -154,14 +194,10 @@ func (g *Global) stream(ctx context.Context, w http.ResponseWriter, name string,
 		return
 	}
 	defer r.Close()
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Length", fmt.Sprint(size))
-	h.Set("Docker-Content-Digest", d.String())
-	h.Set("Etag", fmt.Sprintf("%q", d))
+	blobHeaders(w.Header(), d, size)
 	w.WriteHeader(http.StatusOK)
 	v := d.Verifier()
-	n, err := io.Copy(w, io.TeeReader(r, v))
+	n, err := io.Copy(w, io.TeeReader(io.LimitReader(r, size+1), v))
 	switch {
 	case err == nil && n == size && v.Verified():
 		g.metrics.fetchedBytes.Add(float64(n))

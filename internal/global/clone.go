@@ -49,18 +49,10 @@ func (g *Global) ensureRepository(ctx context.Context, name string) error {
 	if g.opts.NoClone {
 		return errcode.ErrorCodeNameUnknown.WithDetail("not held here, and disco.noclone is set")
 	}
-	ch := g.clones.DoChan(name, func() (any, error) {
-		// The clone is shared by everyone pulling this CID; it outlives the first of them.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opts.CloneTimeout)
-		defer cancel()
-		return nil, g.clone(cctx, name, c)
+	// The clone is shared by everyone pulling this CID, and stops when none of them waits.
+	return g.clones.do(ctx, name, g.opts.CloneTimeout, func(ctx context.Context) error {
+		return g.clone(ctx, name, c)
 	})
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // clone copies the CID repository c from the network. It fetches the repository directory
@@ -114,6 +106,9 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 		if err := links.covers(img, blobs); err != nil {
 			return refused(name, err)
 		}
+		if err := g.checkSizes(img); err != nil {
+			return refused(name, err)
+		}
 	}
 	if err := g.node.Link(ctx, g.layout.Repository(name), c); err != nil {
 		return err
@@ -158,8 +153,35 @@ func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) 
 	return b, err
 }
 
+// checkSizes refuses an image whose manifests declare a blob, or blobs together, larger
+// than the clone limits.
+func (g *Global) checkSizes(img *image) error {
+	var total int64
+	for _, b := range img.blobs {
+		if b.Size < 0 || b.Size > g.opts.CloneMaxBlob {
+			return &TooLargeError{Digest: b.Digest, Size: b.Size, Limit: g.opts.CloneMaxBlob, Key: "disco.clonemaxblob"}
+		}
+		if total += b.Size; total > g.opts.CloneMaxSize {
+			return &TooLargeError{Digest: img.manifests[0], Size: total, Limit: g.opts.CloneMaxSize, Key: "disco.clonemaxsize"}
+		}
+	}
+	return nil
+}
+
+// TooLargeError reports content from the network larger than Disco takes.
+type TooLargeError struct {
+	Digest      digest.Digest
+	Size, Limit int64
+	Key         string // the setting that sets Limit
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s: %d bytes, more than %s (%d)", e.Digest, e.Size, e.Key, e.Limit)
+}
+
 // ensureBlob makes sure the blob d is in the local registry, fetching it as c and checking
-// it against d if need be. Concurrent calls for one digest share one fetch.
+// it against d if need be. Concurrent calls for one digest and CID share one fetch, which
+// stops when none of them waits.
 func (g *Global) ensureBlob(ctx context.Context, d digest.Digest, c cid.Cid) error {
 	if !c.Defined() {
 		return fmt.Errorf("no CID for %s", d)
@@ -168,28 +190,20 @@ func (g *Global) ensureBlob(ctx context.Context, d digest.Digest, c cid.Cid) err
 	if err != nil || have {
 		return err
 	}
-	ch := g.blobs.DoChan(d.String(), func() (any, error) {
-		return nil, g.fetchBlob(context.WithoutCancel(ctx), d, c)
-	})
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-ctx.Done():
-		return ctx.Err()
+	size, err := g.remoteSize(ctx, d, c)
+	if err != nil {
+		return fmt.Errorf("blob %s (%s): %w", d, c, err)
 	}
+	return g.blobs.do(ctx, d.String()+" "+c.String(), g.fetchTimeout(size), func(ctx context.Context) error {
+		return g.fetchBlob(ctx, d, c, size)
+	})
 }
 
 // fetchBlob fetches c, checks it against d and links it as the blob d. Nothing is linked
 // unless it matches: no content under a digest is ever served that does not hash to it.
-func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid) error {
+func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid, size int64) error {
 	g.metrics.blobsInFlight.Inc()
 	defer g.metrics.blobsInFlight.Dec()
-	size, err := g.remoteSize(ctx, c)
-	if err != nil {
-		return fmt.Errorf("blob %s (%s): %w", d, c, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, g.fetchTimeout(size))
-	defer cancel()
 	p := "/ipfs/" + c.String()
 	if err := g.node.Fetch(ctx, c); err != nil {
 		return fmt.Errorf("blob %s (%s): %w", d, c, err)
@@ -200,11 +214,11 @@ func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid) erro
 	}
 	defer r.Close()
 	v := d.Verifier()
-	n, err := io.Copy(v, r)
+	n, err := io.Copy(v, io.LimitReader(r, size+1))
 	if err != nil {
 		return fmt.Errorf("blob %s (%s): %w", d, c, err)
 	}
-	if !v.Verified() {
+	if n != size || !v.Verified() {
 		return &MismatchError{Digest: d, CID: c}
 	}
 	g.metrics.fetchedBytes.Add(float64(n))
@@ -214,8 +228,7 @@ func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid) erro
 // blobFailed handles a blob of the CID repository name that could not be fetched. A blob
 // whose content does not match makes the whole repository refused: it is removed.
 func (g *Global) blobFailed(ctx context.Context, name string, d digest.Digest, err error) {
-	var mismatch *MismatchError
-	if !errors.As(err, &mismatch) {
+	if !lies(err) {
 		g.metrics.failures.WithLabelValues("fetch").Inc()
 		g.log.Warn("blob fetch failed", "cid", name, "digest", d, "err", err)
 		return

@@ -10,14 +10,20 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/layout"
 )
 
-// DefaultCloneTimeout bounds how long a pull waits for the network to answer for a CID.
-const DefaultCloneTimeout = 30 * time.Second
+// Defaults of the bounds on what is taken from the network.
+const (
+	// DefaultCloneTimeout bounds how long a pull waits for the network to answer for a CID.
+	DefaultCloneTimeout = 30 * time.Second
+	// DefaultCloneMaxBlob bounds the size of one blob of a cloned image.
+	DefaultCloneMaxBlob = 16 << 30
+	// DefaultCloneMaxSize bounds the size of a cloned image, all its blobs together.
+	DefaultCloneMaxSize = 64 << 30
+)
 
 // Options configure global addressing.
 type Options struct {
@@ -31,7 +37,10 @@ type Options struct {
 	NoClone bool
 	// CloneTimeout bounds the wait for the network to answer for a CID.
 	CloneTimeout time.Duration
-	Log          *slog.Logger
+	// CloneMaxBlob and CloneMaxSize bound, in bytes, a blob of a cloned image and the
+	// whole image: larger ones are refused, whatever their manifests and DAGs say.
+	CloneMaxBlob, CloneMaxSize int64
+	Log                        *slog.Logger
 	// Metrics registers the clone metrics; nil registers none.
 	Metrics prometheus.Registerer
 }
@@ -45,10 +54,10 @@ type Global struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	clones singleflight.Group // by repository name
-	blobs  singleflight.Group // by digest
+	clones flights // by repository name
+	blobs  flights // by digest and CID: a liar's CID for a digest never holds up another's
 	// maps caches the disco.json of CID repositories: digest to CID, by repository name.
-	maps *lru.Cache[string, map[digest.Digest]cid.Cid]
+	maps *mapCache
 	// refused remembers CID repositories found to lie, with the reason.
 	refused *lru.Cache[string, error]
 }
@@ -58,6 +67,12 @@ func New(o Options) (*Global, error) {
 	if o.CloneTimeout <= 0 {
 		o.CloneTimeout = DefaultCloneTimeout
 	}
+	if o.CloneMaxBlob <= 0 {
+		o.CloneMaxBlob = DefaultCloneMaxBlob
+	}
+	if o.CloneMaxSize <= 0 {
+		o.CloneMaxSize = DefaultCloneMaxSize
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -65,7 +80,7 @@ func New(o Options) (*Global, error) {
 	if err != nil {
 		return nil, err
 	}
-	maps, err := lru.New[string, map[digest.Digest]cid.Cid](256)
+	maps, err := newMapCache(maxCachedBlobs)
 	if err != nil {
 		return nil, err
 	}

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strings"
 
 	"github.com/ipfs/go-cid"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/discoregistry/disco/internal/ipfs"
-	"github.com/discoregistry/disco/internal/layout"
 )
 
 // repoLinks are the link files of a repository directory from the network.
@@ -25,11 +25,86 @@ type repoLinks struct {
 
 // Bounds on a repository directory from the network.
 const (
-	maxLinkFiles = 20000
-	maxLinkSize  = 256
+	maxRepoEntries = 20000
+	maxLinkSize    = 256
 )
 
-// readLinks reads and checks the link files of the repository directory at root.
+// repoEntry is the shape of an entry a CID repository may hold. Elements are names, or
+// one of algElem, hexElem (a digest's hex for the algorithm before it) and tagElem.
+type repoEntry struct {
+	elems []string
+	dir   bool // a directory with nothing in it, rather than a file
+}
+
+const (
+	algElem = "<algorithm>"
+	hexElem = "<hex>"
+	tagElem = "<tag>"
+)
+
+// repoEntries are all a CID repository holds: what Disco publishes, and the empty
+// _uploads directory the original Disco leaves. Anything else, or any name that is not
+// one of these (".", "", "..", a name with a slash), makes the whole repository refused:
+// Distribution walks repository directories, and a name that is not a path element sends
+// its walks round in circles or out of the directory.
+var repoEntries = []repoEntry{
+	{elems: []string{discoJSONName}},
+	{elems: []string{"_uploads"}, dir: true},
+	{elems: []string{"_layers", algElem, hexElem, "link"}},
+	{elems: []string{"_manifests", "revisions", algElem, hexElem, "link"}},
+	{elems: []string{"_manifests", "tags", tagElem, "current", "link"}},
+	{elems: []string{"_manifests", "tags", tagElem, "index", algElem, hexElem, "link"}},
+}
+
+var tagPattern = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+
+// match reports whether the names s fit the first len(s) elements of e.
+func (e repoEntry) match(s []string) bool {
+	if len(s) > len(e.elems) {
+		return false
+	}
+	for i, name := range s {
+		switch e.elems[i] {
+		case algElem:
+			if name != string(digest.SHA256) && name != string(digest.SHA512) {
+				return false
+			}
+		case hexElem:
+			if digest.Algorithm(s[i-1]).Validate(name) != nil {
+				return false
+			}
+		case tagElem:
+			if !tagPattern.MatchString(name) {
+				return false
+			}
+		default:
+			if name != e.elems[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkEntry checks an entry of a CID repository at the names s below its root.
+func checkEntry(s []string, isDir bool) error {
+	for _, e := range repoEntries {
+		if !e.match(s) {
+			continue
+		}
+		if whole := len(s) == len(e.elems); isDir == (!whole || e.dir) {
+			return nil
+		}
+	}
+	kind := "file"
+	if isDir {
+		kind = "directory"
+	}
+	return fmt.Errorf("unexpected %s %q", kind, strings.Join(s, "/"))
+}
+
+// readLinks checks the whole repository directory at root, entry by entry, then reads and
+// checks its link files.
 func readLinks(ctx context.Context, node ipfs.Node, root string) (*repoLinks, error) {
 	l := &repoLinks{
 		revisions: map[digest.Digest]bool{},
@@ -37,25 +112,29 @@ func readLinks(ctx context.Context, node ipfs.Node, root string) (*repoLinks, er
 		tags:      map[string]digest.Digest{},
 		aliases:   map[digest.Digest]digest.Digest{},
 	}
+	var links []string
 	seen := 0
-	var walk func(rel string) error
-	walk = func(rel string) error {
-		es, err := node.List(ctx, path.Join(root, rel))
+	var walk func(s []string) error
+	walk = func(s []string) error {
+		es, err := node.List(ctx, path.Join(append([]string{root}, s...)...))
 		if err != nil {
 			return err
 		}
 		for _, e := range es {
-			if seen++; seen > maxLinkFiles {
-				return errors.New("too many files")
+			if seen++; seen > maxRepoEntries {
+				return errors.New("too many entries")
 			}
-			p := path.Join(rel, e.Name)
+			sub := append(s[:len(s):len(s)], e.Name)
+			if err := checkEntry(sub, e.IsDir); err != nil {
+				return err
+			}
 			switch {
 			case e.IsDir:
-				err = walk(p)
-			case e.Name != "link" || e.Size > maxLinkSize:
-				err = fmt.Errorf("unexpected file %s", p)
-			default:
-				err = l.read(ctx, node, root, p)
+				err = walk(sub)
+			case e.Name == "link" && e.Size > maxLinkSize:
+				err = fmt.Errorf("%s: larger than %d bytes", strings.Join(sub, "/"), maxLinkSize)
+			case e.Name == "link":
+				links = append(links, strings.Join(sub, "/"))
 			}
 			if err != nil {
 				return err
@@ -63,15 +142,19 @@ func readLinks(ctx context.Context, node ipfs.Node, root string) (*repoLinks, er
 		}
 		return nil
 	}
-	for _, dir := range layout.Links {
-		if err := walk(dir); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
+	if err := walk(nil); err != nil {
+		return nil, err
+	}
+	for _, rel := range links {
+		if err := l.read(ctx, node, root, rel); err != nil {
 			return nil, err
 		}
 	}
 	return l, nil
 }
 
-// read reads the link file at rel and records what it links.
+// read reads the link file at rel, whose path checkEntry has checked, and records what it
+// links.
 func (l *repoLinks) read(ctx context.Context, node ipfs.Node, root, rel string) error {
 	b, err := ipfs.ReadFile(ctx, node, path.Join(root, rel), maxLinkSize)
 	if err != nil {
@@ -97,20 +180,19 @@ func (l *repoLinks) read(ctx context.Context, node ipfs.Node, root, rel string) 
 		return fmt.Errorf("%s holds %s", rel, d)
 	}
 	switch {
-	case len(parts) == 3 && parts[0] == "_layers":
+	case parts[0] == "_layers":
 		return linked(l.layers, parts[1], parts[2])
-	case len(parts) == 4 && parts[0] == "_manifests" && parts[1] == "revisions":
+	case parts[1] == "revisions":
 		return linked(l.revisions, parts[2], parts[3])
-	case len(parts) == 4 && parts[0] == "_manifests" && parts[1] == "tags" && parts[3] == "current":
+	case parts[3] == "current":
 		l.tags[parts[2]] = d
 		return nil
-	case len(parts) == 6 && parts[0] == "_manifests" && parts[1] == "tags" && parts[3] == "index":
+	default: // a tag's index
 		if d != digest.NewDigestFromEncoded(digest.Algorithm(parts[4]), parts[5]) {
 			return fmt.Errorf("%s holds %s", rel, d)
 		}
 		return nil
 	}
-	return fmt.Errorf("unexpected link %s", rel)
 }
 
 // check checks the links against disco.json's map of blobs.
