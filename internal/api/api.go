@@ -16,29 +16,26 @@ import (
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 	"github.com/distribution/distribution/v3/registry/auth"
 	"github.com/gorilla/mux"
-	"github.com/ipfs/boxo/files"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/layout"
 )
 
 // API serves Disco's additions to the registry API.
 type API struct {
-	node   ipfs.Node
-	layout layout.Layout
+	store  driver.Store
 	prefix string
 	access auth.AccessController // nil without auth
 	log    *slog.Logger
 	router *mux.Router
 }
 
-// New returns the API for a registry kept under root in node's MFS, with Distribution's
-// configuration reg (its auth section guards the referrers API as it guards the rest).
-func New(reg *configuration.Configuration, node ipfs.Node, root string, log *slog.Logger) (*API, error) {
+// New returns the API for the registry kept in store, with Distribution's configuration
+// reg (its auth section guards the referrers API as it guards the rest).
+func New(reg *configuration.Configuration, store driver.Store, log *slog.Logger) (*API, error) {
 	a := &API{
-		node:   node,
-		layout: layout.Layout{Root: root},
+		store:  store,
 		prefix: reg.HTTP.Prefix,
 		log:    log,
 		router: v2.RouterWithPrefix(reg.HTTP.Prefix),
@@ -87,11 +84,7 @@ func (a *API) Handler(next http.Handler) http.Handler {
 
 // link writes a link file at p in the repository name, pointing at d.
 func (a *API) link(ctx context.Context, name, p string, d digest.Digest) error {
-	c, err := a.node.Add(ctx, files.NewBytesFile([]byte(d.String())))
-	if err != nil {
-		return err
-	}
-	return a.node.Link(ctx, a.layout.Repository(name)+"/"+p, c)
+	return a.store.PutContent(ctx, layout.Repository(name)+"/"+p, []byte(d.String()))
 }
 
 // authorize checks that the request may pull from the repository name, answering it with

@@ -119,7 +119,7 @@ func (a *API) canonical(ctx context.Context, h http.Header, from string, d diges
 	if c, err := digest.Parse(h.Get("Docker-Content-Digest")); err == nil && c.Algorithm() == digest.Canonical {
 		return c, nil
 	}
-	b, err := readSmall(ctx, a.node, a.layout.Repository(from)+"/"+layout.LayerLink(d))
+	b, err := a.readSmall(ctx, layout.Repository(from)+"/"+layout.LayerLink(d))
 	if err != nil {
 		return "", fmt.Errorf("mount %s from %s: %w", d, from, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"path"
@@ -17,13 +16,13 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/layout"
 )
 
 // Disco keeps, in each repository, links from a subject to the manifests that name it
 // (layout.Referrers). They are written when such a manifest is pushed; a link whose
-// manifest has been deleted is dropped when the referrers are next listed.
+// manifest has been deleted is left out of listings.
 
 // maxManifest is Distribution's limit on a manifest's size.
 const maxManifest = 4 << 20
@@ -140,28 +139,27 @@ func (a *API) serveReferrers(w http.ResponseWriter, r *http.Request, name, subje
 }
 
 // referrers lists the descriptors of the manifests in the repository name that have
-// subject as their subject, sorted by digest.
+// subject as their subject, sorted by digest. A link whose manifest has been deleted since
+// is left out; a GET changes nothing.
 func (a *API) referrers(ctx context.Context, name string, subject digest.Digest) ([]v1.Descriptor, error) {
-	repo := a.layout.Repository(name)
-	dir := path.Join(repo, layout.Referrers(subject))
+	repo := layout.Repository(name)
 	descs := []v1.Descriptor{}
-	algs, err := a.node.List(ctx, dir)
-	if errors.Is(err, ipfs.ErrNotFound) {
+	algs, err := a.store.List(ctx, path.Join(repo, layout.Referrers(subject)))
+	if driver.IsNotFound(err) {
 		return descs, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	for _, alg := range algs {
-		entries, err := a.node.List(ctx, path.Join(dir, alg.Name))
+		entries, err := a.store.List(ctx, alg)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range entries {
-			d := digest.NewDigestFromEncoded(digest.Algorithm(alg.Name), e.Name)
+			d := digest.NewDigestFromEncoded(digest.Algorithm(path.Base(alg)), path.Base(e))
 			desc, err := a.describe(ctx, repo, d)
-			if errors.Is(err, ipfs.ErrNotFound) { // deleted since: drop the link
-				a.node.Remove(ctx, path.Join(repo, layout.ReferrerLink(subject, d), ".."))
+			if driver.IsNotFound(err) {
 				continue
 			}
 			if err != nil {
@@ -174,16 +172,16 @@ func (a *API) referrers(ctx context.Context, name string, subject digest.Digest)
 	return descs, nil
 }
 
-// describe returns the descriptor of the manifest d of the repository at repo, or an
-// error matching ipfs.ErrNotFound if it is no longer there.
+// describe returns the descriptor of the manifest d of the repository at repo, or a
+// not-found error if it is no longer there.
 func (a *API) describe(ctx context.Context, repo string, d digest.Digest) (v1.Descriptor, error) {
 	if err := d.Validate(); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if _, err := a.node.Stat(ctx, path.Join(repo, layout.RevisionLink(d))); err != nil {
+	if _, err := a.store.Stat(ctx, path.Join(repo, layout.RevisionLink(d))); err != nil {
 		return v1.Descriptor{}, err
 	}
-	b, err := readSmall(ctx, a.node, a.layout.Blob(d))
+	b, err := a.readSmall(ctx, layout.Blob(d))
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -205,6 +203,6 @@ func (a *API) describe(ctx context.Context, repo string, d digest.Digest) (v1.De
 }
 
 // readSmall reads a manifest-sized file.
-func readSmall(ctx context.Context, node ipfs.Node, p string) ([]byte, error) {
-	return ipfs.ReadFile(ctx, node, p, maxManifest)
+func (a *API) readSmall(ctx context.Context, p string) ([]byte, error) {
+	return driver.ReadFile(ctx, a.store, p, maxManifest)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/discoregistry/disco/internal/config"
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
@@ -28,6 +29,7 @@ type Options struct {
 // Disco is a Disco ready to serve.
 type Disco struct {
 	Node   ipfs.Node
+	Store  driver.Store
 	Global *global.Global
 	Server *server.Server
 
@@ -51,9 +53,13 @@ func Open(ctx context.Context, c *config.Config, o Options) (*Disco, error) {
 }
 
 func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
+	store, err := driver.New(d.Node, c.IPFS.RootDirectory, c.IPFS.Uploads)
+	if err != nil {
+		return err
+	}
 	g, err := global.New(global.Options{
 		Node:         d.Node,
-		Root:         c.IPFS.RootDirectory,
+		Store:        store,
 		HashesOnly:   c.Disco.HashesOnly,
 		NoClone:      c.Disco.NoClone,
 		CloneTimeout: c.Disco.CloneTimeout,
@@ -65,11 +71,11 @@ func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, c, d.Node, g, o.Log)
+	srv, err := server.New(ctx, c, d.Node, store, g, o.Log)
 	if err != nil {
 		return err
 	}
-	d.Global, d.Server = g, srv
+	d.Store, d.Global, d.Server = store, g, srv
 	return nil
 }
 

@@ -39,6 +39,7 @@ type Disco struct {
 	Host    string
 	Node    ipfs.Node
 	Metrics *prometheus.Registry
+	Uploads string // the local directory of uploads in progress
 }
 
 // Start starts a Disco with the extra YAML (under the top level) and IPFS peers.
@@ -87,7 +88,7 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 		}
 		d.Close()
 	})
-	return &Disco{Host: ln.Addr().String(), Node: d.Node, Metrics: metrics}
+	return &Disco{Host: ln.Addr().String(), Node: d.Node, Metrics: metrics, Uploads: c.IPFS.Uploads}
 }
 
 func (d *Disco) Ref(t *testing.T, s string) name.Reference {

@@ -31,6 +31,7 @@ const Name = "ipfs"
 // Parameters the driver reads. Disco's main puts them in the storage parameters it hands to
 // Distribution; ParamNode carries the live node, not a YAML value.
 const (
+	ParamStore   = "disco.store"   // a Store to use as it is, with no other parameter
 	ParamNode    = "disco.node"    // ipfs.Node
 	ParamRoot    = "rootdirectory" // MFS directory above Distribution's paths; default "/"
 	ParamUploads = "disco.uploads" // local directory for uploads in progress
@@ -43,6 +44,9 @@ func init() {
 type driverFactory struct{}
 
 func (driverFactory) Create(_ context.Context, params map[string]any) (storagedriver.StorageDriver, error) {
+	if s, ok := params[ParamStore].(Store); ok {
+		return s, nil
+	}
 	node, ok := params[ParamNode].(ipfs.Node)
 	if !ok {
 		return nil, fmt.Errorf("%s driver: parameter %s must hold an IPFS node", Name, ParamNode)

@@ -20,7 +20,7 @@ func TestListSkipsInvalidNames(t *testing.T) {
 	if err := d.PutContent(ctx, "/dir/sub/f", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := node.Stat(ctx, d.StorageDriver.(*driver).mfs("/dir/sub"))
+	sub, err := node.Stat(ctx, d.inner().mfs("/dir/sub"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestListSkipsInvalidNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := cid.NewCidV1(cid.DagProtobuf, dir.Cid().Hash())
-	if err := node.Link(ctx, d.StorageDriver.(*driver).mfs("/hostile"), c); err != nil {
+	if err := node.Link(ctx, d.inner().mfs("/hostile"), c); err != nil {
 		t.Fatal(err)
 	}
 	got, err := d.List(ctx, "/hostile")

@@ -12,6 +12,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/discoregistry/disco/internal/layout"
 )
 
 // blobs serves the blobs of a CID repository that are not local yet from the network.
@@ -41,7 +43,7 @@ func (b blobs) remote(ctx context.Context, d digest.Digest) (c cid.Cid, ok bool,
 	if !listed {
 		return cid.Undef, false, nil
 	}
-	have, err := b.g.exists(ctx, b.g.layout.Blob(d))
+	have, err := b.g.exists(ctx, layout.Blob(d))
 	return c, !have && err == nil, err
 }
 
@@ -201,7 +203,7 @@ func (g *Global) stream(ctx context.Context, w http.ResponseWriter, name string,
 	switch {
 	case err == nil && n == size && v.Verified():
 		g.metrics.fetchedBytes.Add(float64(n))
-		if err := g.node.Link(context.WithoutCancel(ctx), g.layout.Blob(d), c); err != nil {
+		if err := g.store.Link(context.WithoutCancel(ctx), layout.Blob(d), c); err != nil {
 			g.log.Error("link fetched blob", "digest", d, "err", err)
 		}
 		return

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/layout"
 )
 
 // MismatchError reports content from the network that does not match its digest.
@@ -42,7 +43,7 @@ func (g *Global) ensureRepository(ctx context.Context, name string) error {
 	if reason, ok := g.refused.Get(name); ok {
 		return refused(name, reason)
 	}
-	have, err := g.exists(ctx, g.layout.Repository(name))
+	have, err := g.exists(ctx, layout.Repository(name))
 	if err != nil || have {
 		return err
 	}
@@ -110,7 +111,7 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 			return refused(name, err)
 		}
 	}
-	if err := g.node.Link(ctx, g.layout.Repository(name), c); err != nil {
+	if err := g.store.Link(ctx, layout.Repository(name), c); err != nil {
 		return err
 	}
 	g.maps.Add(name, blobs)
@@ -146,9 +147,9 @@ func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) 
 	if d.Algorithm().FromBytes(b) != d {
 		return nil, &MismatchError{Digest: d, CID: c}
 	}
-	have, err := g.exists(ctx, g.layout.Blob(d))
+	have, err := g.exists(ctx, layout.Blob(d))
 	if err == nil && !have {
-		err = g.node.Link(ctx, g.layout.Blob(d), c)
+		err = g.store.Link(ctx, layout.Blob(d), c)
 	}
 	return b, err
 }
@@ -186,7 +187,7 @@ func (g *Global) ensureBlob(ctx context.Context, d digest.Digest, c cid.Cid) err
 	if !c.Defined() {
 		return fmt.Errorf("no CID for %s", d)
 	}
-	have, err := g.exists(ctx, g.layout.Blob(d))
+	have, err := g.exists(ctx, layout.Blob(d))
 	if err != nil || have {
 		return err
 	}
@@ -222,7 +223,7 @@ func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid, size
 		return &MismatchError{Digest: d, CID: c}
 	}
 	g.metrics.fetchedBytes.Add(float64(n))
-	return g.node.Link(ctx, g.layout.Blob(d), c)
+	return g.store.Link(ctx, layout.Blob(d), c)
 }
 
 // blobFailed handles a blob of the CID repository name that could not be fetched. A blob
@@ -237,7 +238,7 @@ func (g *Global) blobFailed(ctx context.Context, name string, d digest.Digest, e
 	g.log.Warn("refusing repository: its content does not match its digests", "cid", name, "digest", d, "err", err)
 	g.refused.Add(name, err)
 	g.maps.Remove(name)
-	if err := g.node.Remove(ctx, g.layout.Repository(name)); err != nil {
+	if err := g.store.Delete(ctx, layout.Repository(name)); err != nil {
 		g.log.Error("remove refused repository", "cid", name, "err", err)
 	}
 }

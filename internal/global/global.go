@@ -2,7 +2,6 @@ package global
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/layout"
 )
@@ -27,9 +27,10 @@ const (
 
 // Options configure global addressing.
 type Options struct {
+	// Node fetches and adds content in IPFS.
 	Node ipfs.Node
-	// Root is the MFS directory the registry is kept under (storage.ipfs.rootdirectory).
-	Root string
+	// Store is the registry's storage, which Global reads and writes through.
+	Store driver.Store
 	// HashesOnly removes a pushed name once its digest and CID repositories exist, as the
 	// original Disco did.
 	HashesOnly bool
@@ -49,7 +50,7 @@ type Options struct {
 // from the network on pull.
 type Global struct {
 	node    ipfs.Node
-	layout  layout.Layout
+	store   driver.Store
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
@@ -91,7 +92,7 @@ func New(o Options) (*Global, error) {
 	g := &Global{
 		refused: refused,
 		node:    o.Node,
-		layout:  layout.Layout{Root: o.Root},
+		store:   o.Store,
 		opts:    o,
 		log:     o.Log,
 		metrics: m,
@@ -102,23 +103,19 @@ func New(o Options) (*Global, error) {
 
 // readBlob reads a manifest-sized blob from the registry.
 func (g *Global) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
-	return ipfs.ReadFile(ctx, g.node, g.layout.Blob(d), maxManifestSize)
+	return driver.ReadFile(ctx, g.store, layout.Blob(d), maxManifestSize)
 }
 
-// exists reports whether the MFS path p exists.
+// exists reports whether the registry holds something at p.
 func (g *Global) exists(ctx context.Context, p string) (bool, error) {
-	_, err := g.node.Stat(ctx, p)
-	if errors.Is(err, ipfs.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	return driver.Exists(ctx, g.store, p)
 }
 
 // place links c at the repository name, unless it is there already.
 func (g *Global) place(ctx context.Context, name string, c cid.Cid) (created bool, err error) {
-	p := g.layout.Repository(name)
-	if e, err := g.node.Stat(ctx, p); err == nil && e.CID == c {
+	p := layout.Repository(name)
+	if have, err := g.store.CID(ctx, p); err == nil && have == c {
 		return false, nil
 	}
-	return true, g.node.Link(ctx, p, c)
+	return true, g.store.Link(ctx, p, c)
 }

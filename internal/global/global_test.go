@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"github.com/opencontainers/go-digest"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -170,7 +173,14 @@ func TestUnknownCIDAnswersInTime(t *testing.T) {
 func TestHashesOnly(t *testing.T) {
 	a := disctest.Start(t, "disco: {hashesonly: true}\n")
 	img, _ := random.Image(1024, 1)
+	// An upload left in progress in the repository goes with it.
+	loc := disctest.Request(t, http.MethodPost, a.URL("/v2/app/x/blobs/uploads/"), nil, nil, http.StatusAccepted)
+	disctest.Request(t, http.MethodPatch, loc, []byte("some bytes"), map[string]string{"Content-Type": "application/octet-stream"}, http.StatusAccepted)
 	h := a.Push(t, "app/x:v1", img)
+	spooled := filepath.Join(a.Uploads, layout.Repository("app/x"))
+	if _, err := os.Stat(spooled); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the removed repository's upload is still spooled in %s: %v", spooled, err)
+	}
 	if code, ec := disctest.OCIError(t, http.MethodGet, a.URL("/v2/app/x/tags/list")); code != 404 || ec != "NAME_UNKNOWN" {
 		t.Errorf("pushed name after push: %d %s, want it gone (404 NAME_UNKNOWN)", code, ec)
 	}
@@ -273,7 +283,7 @@ func TestBigBlobStreamed(t *testing.T) {
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
 	d := digest.Digest(ld.String())
-	if _, err := b.Node.Stat(context.Background(), layout.Layout{}.Blob(d)); err != nil {
+	if _, err := b.Node.Stat(context.Background(), layout.Blob(d)); err != nil {
 		t.Errorf("the streamed layer was not kept: %v", err)
 	}
 
@@ -296,7 +306,7 @@ func TestBigBlobStreamed(t *testing.T) {
 	if code, ec := disctest.OCIError(t, http.MethodGet, c2.URL("/v2/"+bad+"/manifests/latest")); code != 404 || ec != "NAME_UNKNOWN" {
 		t.Errorf("after the lying layer: %d %s, want the repository refused", code, ec)
 	}
-	if _, err := c2.Node.Stat(context.Background(), layout.Layout{}.Blob(d)); !errors.Is(err, ipfs.ErrNotFound) {
+	if _, err := c2.Node.Stat(context.Background(), layout.Blob(d)); !errors.Is(err, ipfs.ErrNotFound) {
 		t.Errorf("the lying layer was kept under its digest: %v", err)
 	}
 }

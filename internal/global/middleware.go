@@ -13,7 +13,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/driver"
+	"github.com/discoregistry/disco/internal/layout"
 )
 
 // middlewareName is the registry middleware through which Global hooks into Distribution.
@@ -85,7 +86,7 @@ func (t tags) Tag(ctx context.Context, tag string, desc v1.Descriptor) error {
 	t.g.metrics.published.Inc()
 	if t.g.opts.HashesOnly {
 		name := t.repo.Named().Name()
-		if err := t.g.node.Remove(ctx, t.g.layout.Repository(name)); err != nil {
+		if err := t.g.store.Delete(ctx, layout.Repository(name)); err != nil {
 			return fmt.Errorf("remove %s in hashes-only mode: %w", name, err)
 		}
 		return nil
@@ -98,7 +99,7 @@ func (g *Global) blobMap(ctx context.Context, name string) (map[digest.Digest]ci
 	if m, ok := g.maps.Get(name); ok {
 		return m, nil
 	}
-	b, err := ipfs.ReadFile(ctx, g.node, g.layout.Repository(name)+"/"+discoJSONName, maxDiscoJSON)
+	b, err := driver.ReadFile(ctx, g.store, layout.Repository(name)+"/"+discoJSONName, maxDiscoJSON)
 	if err != nil {
 		return nil, err
 	}

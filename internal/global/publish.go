@@ -3,7 +3,6 @@ package global
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -13,7 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/layout"
 )
 
@@ -53,7 +52,7 @@ func (g *Global) Publish(ctx context.Context, name string, top digest.Digest) (c
 	defer func() {
 		if err != nil {
 			for _, name := range created {
-				g.node.Remove(context.WithoutCancel(ctx), g.layout.Repository(name))
+				g.store.Delete(context.WithoutCancel(ctx), layout.Repository(name))
 			}
 		}
 	}()
@@ -81,7 +80,7 @@ func (g *Global) stored(ctx context.Context, name string, d digest.Digest, link 
 	if d.Algorithm() == digest.Canonical {
 		return d, nil
 	}
-	b, err := ipfs.ReadFile(ctx, g.node, path.Join(g.layout.Repository(name), link(d)), maxLinkSize)
+	b, err := driver.ReadFile(ctx, g.store, path.Join(layout.Repository(name), link(d)), maxLinkSize)
 	if err != nil {
 		return "", err
 	}
@@ -97,15 +96,15 @@ func (g *Global) repoFiles(ctx context.Context, name string, img *image) (map[st
 	add := func(d digest.Digest, link func(digest.Digest) string, optional bool) error {
 		s, err := g.stored(ctx, name, d, link)
 		if err == nil {
-			var e ipfs.Entry
-			if e, err = g.node.Stat(ctx, g.layout.Blob(s)); err == nil {
+			var c cid.Cid
+			if c, err = g.store.CID(ctx, layout.Blob(s)); err == nil {
 				for _, alias := range []digest.Digest{d, s} {
-					dj.add(alias, e.CID)
+					dj.add(alias, c)
 					repo[link(alias)] = []byte(s.String())
 				}
 			}
 		}
-		if errors.Is(err, ipfs.ErrNotFound) && optional {
+		if driver.IsNotFound(err) && optional {
 			return nil
 		}
 		if err != nil {

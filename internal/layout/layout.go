@@ -1,5 +1,5 @@
 // Package layout knows where the Distribution library keeps things in its storage: the
-// paths of blobs, repositories, tags and links, as Disco finds them in MFS.
+// paths of blobs, repositories, tags and links, as storage driver paths.
 package layout
 
 import (
@@ -8,23 +8,17 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-const v2 = "docker/registry/v2"
-
-// Layout is Distribution's storage layout under an MFS directory.
-type Layout struct {
-	// Root is the MFS directory the storage driver keeps the registry under.
-	Root string
-}
+const v2 = "/docker/registry/v2"
 
 // Repositories is the directory holding all repositories.
-func (l Layout) Repositories() string { return path.Join("/", l.Root, v2, "repositories") }
+func Repositories() string { return path.Join(v2, "repositories") }
 
 // Repository is the directory of the named repository.
-func (l Layout) Repository(name string) string { return path.Join(l.Repositories(), name) }
+func Repository(name string) string { return path.Join(Repositories(), name) }
 
 // Blob is the data file of the blob d.
-func (l Layout) Blob(d digest.Digest) string {
-	return path.Join("/", l.Root, v2, "blobs", d.Algorithm().String(), d.Encoded()[:2], d.Encoded(), "data")
+func Blob(d digest.Digest) string {
+	return path.Join(v2, "blobs", d.Algorithm().String(), d.Encoded()[:2], d.Encoded(), "data")
 }
 
 // Paths inside a repository directory.

@@ -43,14 +43,11 @@ type Server struct {
 	log    *slog.Logger
 }
 
-// New builds the registry on node, with g for global addressing. It does not listen yet.
-func New(ctx context.Context, cfg *config.Config, node ipfs.Node, g *global.Global, log *slog.Logger) (*Server, error) {
+// New builds the registry on store, kept in node, with g for global addressing. It does
+// not listen yet.
+func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.Store, g *global.Global, log *slog.Logger) (*Server, error) {
 	reg := cfg.Registry
-	reg.Storage[driver.Name] = configuration.Parameters{
-		driver.ParamNode:    node,
-		driver.ParamRoot:    cfg.IPFS.RootDirectory,
-		driver.ParamUploads: cfg.IPFS.Uploads,
-	}
+	reg.Storage[driver.Name] = configuration.Parameters{driver.ParamStore: store}
 	reg.Middleware = maps.Clone(reg.Middleware)
 	if reg.Middleware == nil {
 		reg.Middleware = map[string][]configuration.Middleware{}
@@ -76,7 +73,7 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, g *global.Glob
 		return err
 	}))
 
-	ext, err := api.New(reg, node, cfg.IPFS.RootDirectory, log)
+	ext, err := api.New(reg, store, log)
 	if err != nil {
 		return nil, err
 	}
