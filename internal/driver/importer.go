@@ -44,7 +44,7 @@ type importer struct {
 
 // importIdle is how long an importer waits for the next part of its upload before it
 // stops, leaving the upload to its spool.
-const importIdle = 10 * time.Minute
+const importIdle = 30 * time.Second
 
 var (
 	errAbandoned = errors.New("upload abandoned")
@@ -142,11 +142,26 @@ func (is *importers) attach(p, dir string) (im *importer, fresh bool, err error)
 	return im, fresh, nil
 }
 
+// maxIdle bounds the importers waiting for their upload's next writer. Past it, an
+// importer stops as soon as its writer closes; its upload goes on from its spool.
+const maxIdle = 32
+
 // detach leaves im waiting for the next writer of p, for a while.
 func (is *importers) detach(p string, im *importer) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	im.attached = false
+	idle := 0
+	for _, other := range is.m {
+		if !other.attached {
+			idle++
+		}
+	}
+	if idle > maxIdle {
+		delete(is.m, p)
+		im.stop()
+		return
+	}
 	im.idle = time.AfterFunc(importIdle, func() { is.drop(p, im) })
 }
 

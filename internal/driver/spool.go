@@ -185,10 +185,15 @@ func (s *spooled) room() []byte {
 // the spool was opened (an errgroup.Group keeps it).
 func (s *spooled) wait() error { return s.adds.Wait() }
 
-// save writes the parts added since the last save, then the chunk in progress.
+// save writes the parts added since the last save, then the chunk in progress. It lets go
+// of the buffers not in use: the upload may wait a while for its next part.
 func (s *spooled) save() error {
 	if err := s.wait(); err != nil {
 		return err
+	}
+	for len(s.free) > 0 {
+		<-s.free
+		s.buffers--
 	}
 	if s.saved < len(s.parts) {
 		var b bytes.Buffer

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+
+	"github.com/discoregistry/disco/internal/ack"
+	"github.com/discoregistry/disco/internal/ipfs"
 )
 
 func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriver.FileWriter, error) {
@@ -22,7 +26,12 @@ func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriv
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{d: d, path: p, size: im.size, im: im}
+	w := &writer{d: d, ctx: ctx, path: p, size: im.size, im: im}
+	// Distribution does not always close a writer: a PATCH it refuses for its offset
+	// leaves it open. Once the request is over, nothing will write to it any more: close
+	// it then, before the request is answered if its edge tracks it.
+	w.release = context.AfterFunc(ctx, func() { w.Close() })
+	ack.AtEnd(ctx, func() { w.Close() })
 	if append && fresh {
 		// Appending to committed content: start from it.
 		if err := w.copyCommitted(ctx); err != nil {
@@ -50,15 +59,20 @@ func (w *writer) copyCommitted(ctx context.Context) error {
 // writer hands what it is given to its upload's importer; Commit links the result at its
 // path.
 type writer struct {
-	d    *driver
-	path string
-	size int64
-	im   *importer
+	d       *driver
+	ctx     context.Context // of the request it writes for
+	path    string
+	size    int64
+	im      *importer
+	release func() bool // stops closing it when its request ends
 
+	mu                           sync.Mutex // Close may come from the end of the request
 	closed, committed, cancelled bool
 }
 
 func (w *writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if err := w.check(); err != nil {
 		return 0, err
 	}
@@ -73,26 +87,45 @@ func (w *writer) Write(p []byte) (int, error) {
 
 func (w *writer) Size() int64 { return w.size }
 
-// Close leaves the upload to the next writer, saved in its spool.
+// Close leaves the upload to the next writer, saved in its spool. If it cannot save it,
+// the request it writes for is not acknowledged: Distribution does not look at what Close
+// returns.
 func (w *writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.closed {
 		return errors.New("already closed")
 	}
 	w.closed = true
+	w.release()
 	if w.committed || w.cancelled {
 		return nil
 	}
 	err := w.im.p.Sync()
 	w.d.imports.detach(w.path, w.im)
+	if err != nil {
+		err = fmt.Errorf("save upload %s: %w", w.path, err)
+		ack.Fail(w.ctx, err)
+	}
 	return err
 }
 
-func (w *writer) Cancel(context.Context) error {
-	if w.closed {
-		return errors.New("already closed")
-	}
+// Cancel drops the upload, even once it is closed. After Commit, it removes what Commit
+// linked: Distribution commits, closes, and then cancels an upload whose digest turns
+// out wrong.
+func (w *writer) Cancel(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.release()
 	if w.committed {
-		return errors.New("already committed")
+		err := w.d.node.Remove(ctx, w.d.mfs(w.path))
+		if errors.Is(err, ipfs.ErrNotFound) {
+			err = nil
+		}
+		return err
+	}
+	if w.cancelled {
+		return nil
 	}
 	w.cancelled = true
 	w.d.imports.drop(w.path, w.im)
@@ -101,9 +134,12 @@ func (w *writer) Cancel(context.Context) error {
 }
 
 func (w *writer) Commit(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if err := w.check(); err != nil {
 		return err
 	}
+	w.release()
 	w.committed = true
 	c, err := w.d.imports.finish(w.path, w.im)
 	if err != nil {

@@ -1,0 +1,140 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/discoregistry/disco/internal/ack"
+)
+
+// TestWriterReleasedWithItsRequest opens a writer that is never closed, as Distribution
+// leaves one when it refuses a PATCH for its offset: once the request is over, the upload
+// takes its next writer.
+func TestWriterReleasedWithItsRequest(t *testing.T) {
+	d := newDriver(t)
+	w, err := d.Writer(context.Background(), "/u/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "abc")
+	w.Close()
+
+	req, end := context.WithCancel(context.Background())
+	if _, err := d.Writer(req, "/u/data", true); err != nil { // left open
+		t.Fatal(err)
+	}
+	if _, err := d.Writer(context.Background(), "/u/data", true); err == nil {
+		t.Fatal("two writers of one upload at once")
+	}
+	end()
+	var next interface{ Size() int64 }
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		w, err := d.Writer(context.Background(), "/u/data", true)
+		if err == nil {
+			next = w
+			defer w.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after its request ended, the upload still refuses a writer: %v", err)
+		}
+	}
+	if next.Size() != 3 {
+		t.Errorf("the next writer starts at %d, want 3", next.Size())
+	}
+}
+
+// TestCancelAfterCommit cancels a committed and closed upload, as Distribution does when
+// its digest turns out wrong: what was committed goes, and Cancel succeeds.
+func TestCancelAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	w, err := d.Writer(ctx, "/u/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "not what the digest says")
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // Distribution closes it before it checks the digest
+	if err := w.Cancel(ctx); err != nil {
+		t.Errorf("Cancel after Commit: %v", err)
+	}
+	if _, err := d.Stat(ctx, "/u/data"); !IsNotFound(err) {
+		t.Errorf("committed content after Cancel: %v", err)
+	}
+}
+
+// TestCloseFailureNotAcknowledged makes an upload's state impossible to save: its request
+// hears of it, though Close's caller does not look.
+func TestCloseFailureNotAcknowledged(t *testing.T) {
+	spool := t.TempDir()
+	d, err := New(node, fmt.Sprintf("/ack-%d", time.Now().UnixNano()), spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, scope := ack.Track(context.Background())
+	w, err := d.Writer(ctx, "/u/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "abc")
+	// A file where the upload's spool directory was: nothing can be saved in it.
+	dir := d.inner().spool.file("/u/data")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err == nil {
+		t.Error("Close saved nothing, and said nothing")
+	}
+	if err := scope.End(); err == nil {
+		t.Error("the request was not told that its upload was not saved")
+	}
+}
+
+// TestIdleImportersBounded leaves many uploads waiting for their next part: only maxIdle
+// of them keep an importer, and every upload goes on where it was.
+func TestIdleImportersBounded(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t)
+	const n = maxIdle + 10
+	for i := range n {
+		w, err := d.Writer(ctx, fmt.Sprintf("/u%d/data", i), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "part one,")
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	is := d.inner().imports
+	is.mu.Lock()
+	live := len(is.m)
+	is.mu.Unlock()
+	if live > maxIdle {
+		t.Errorf("%d importers wait for their uploads, want at most %d", live, maxIdle)
+	}
+	for i := range n {
+		p := fmt.Sprintf("/u%d/data", i)
+		w, err := d.Writer(ctx, p, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, " part two")
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := d.GetContent(ctx, p); err != nil || string(b) != "part one, part two" {
+			t.Errorf("%s = %q, %v", p, b, err)
+		}
+	}
+}
