@@ -16,10 +16,6 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	// The access controllers the auth section can name.
-	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
-	_ "github.com/distribution/distribution/v3/registry/auth/silly"
-	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/discoregistry/disco/internal/app"

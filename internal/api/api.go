@@ -6,15 +6,10 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 
-	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/api/errcode"
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
-	"github.com/distribution/distribution/v3/registry/auth"
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
@@ -26,28 +21,14 @@ import (
 type API struct {
 	store  driver.Store
 	prefix string
-	access auth.AccessController // nil without auth
 	log    *slog.Logger
 	router *mux.Router
 }
 
-// New returns the API for the registry kept in store, with Distribution's configuration
-// reg (its auth section guards the referrers API as it guards the rest).
-func New(reg *configuration.Configuration, store driver.Store, log *slog.Logger) (*API, error) {
-	a := &API{
-		store:  store,
-		prefix: reg.HTTP.Prefix,
-		log:    log,
-		router: v2.RouterWithPrefix(reg.HTTP.Prefix),
-	}
-	if t := reg.Auth.Type(); t != "" && !strings.EqualFold(t, "none") {
-		ac, err := auth.GetAccessController(t, reg.Auth.Parameters())
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
-		}
-		a.access = ac
-	}
-	return a, nil
+// New returns the API for the registry kept in store, under Distribution's http.prefix.
+// Requests reach it authorized: the server checks every /v2/ request first.
+func New(prefix string, store driver.Store, log *slog.Logger) *API {
+	return &API{store: store, prefix: prefix, log: log, router: v2.RouterWithPrefix(prefix)}
 }
 
 // Handler serves the referrers API and sees the requests Distribution needs help with.
@@ -85,27 +66,4 @@ func (a *API) Handler(next http.Handler) http.Handler {
 // link writes a link file at p in the repository name, pointing at d.
 func (a *API) link(ctx context.Context, name, p string, d digest.Digest) error {
 	return a.store.PutContent(ctx, layout.Repository(name)+"/"+p, []byte(d.String()))
-}
-
-// authorize checks that the request may pull from the repository name, answering it with
-// a challenge if not.
-func (a *API) authorize(w http.ResponseWriter, r *http.Request, name string) bool {
-	if a.access == nil {
-		return true
-	}
-	_, err := a.access.Authorized(r, auth.Access{
-		Resource: auth.Resource{Type: "repository", Name: name},
-		Action:   "pull",
-	})
-	if err == nil {
-		return true
-	}
-	if ch, ok := err.(auth.Challenge); ok {
-		ch.SetHeaders(r, w)
-		errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized.WithDetail(err.Error()))
-		return false
-	}
-	a.log.Error("authorize", "err", err)
-	errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized)
-	return false
 }

@@ -111,9 +111,6 @@ func (a *API) serveReferrers(w http.ResponseWriter, r *http.Request, name, subje
 		errcode.ServeJSON(w, errcode.ErrorCodeDigestInvalid.WithDetail(err.Error()))
 		return
 	}
-	if !a.authorize(w, r, name) {
-		return
-	}
 	descs, err := a.referrers(r.Context(), name, d)
 	if err != nil {
 		a.log.Error("list referrers", "repository", name, "subject", d, "err", err)

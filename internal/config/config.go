@@ -81,6 +81,12 @@ type Disco struct {
 	// network, and the whole image (default 16 GiB and 64 GiB).
 	CloneMaxBlob Bytes `yaml:"clonemaxblob"`
 	CloneMaxSize Bytes `yaml:"clonemaxsize"`
+	// MaxUploads bounds the blob upload requests served at once (default 64); more are
+	// answered 429 TOOMANYREQUESTS.
+	MaxUploads int `yaml:"maxuploads"`
+	// BodyTimeout is how long a request body may send nothing before the request is cut
+	// off (default 1m).
+	BodyTimeout time.Duration `yaml:"bodytimeout"`
 }
 
 // Bytes is a size in bytes, written as a number of bytes or with a unit: 512MiB, 16GiB.
@@ -237,8 +243,13 @@ func (c *Config) resolve(getenv func(string) string) error {
 			return fmt.Errorf("%s: the secondary cache is not supported yet; remove the key", key)
 		}
 	}
-	if c.Disco.CloneTimeout < 0 {
-		return errors.New("disco.clonetimeout: must not be negative")
+	for key, d := range map[string]time.Duration{"disco.clonetimeout": c.Disco.CloneTimeout, "disco.bodytimeout": c.Disco.BodyTimeout} {
+		if d < 0 {
+			return fmt.Errorf("%s: must not be negative", key)
+		}
+	}
+	if c.Disco.MaxUploads < 0 {
+		return errors.New("disco.maxuploads: must not be negative")
 	}
 	// OCI manifests may list non-distributable layers, which clients fetch from their URLs;
 	// Distribution refuses every URL unless told which to allow.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
+	"github.com/discoregistry/disco/internal/ack"
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
@@ -17,7 +18,8 @@ const flushTimeout = time.Minute
 // durable makes every request that stores something persist the node's MFS before its
 // response leaves: a client told "created" or "deleted" keeps its push, or its delete, if
 // Disco dies next, and an upload in progress keeps what its POST and PATCHes brought.
-// Persisting is cheap: the node appends the request's changes to its journal.
+// Persisting is cheap: the node appends the request's changes to its journal. A request
+// that something below it could not persist (ack.Fail) is answered with an error.
 func durable(next http.Handler, node ipfs.Node, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
@@ -26,10 +28,15 @@ func durable(next http.Handler, node ipfs.Node, log *slog.Logger) http.Handler {
 			return
 		}
 		held := &heldResponse{ResponseWriter: w}
-		next.ServeHTTP(held, r)
+		rctx, scope := ack.Track(r.Context())
+		next.ServeHTTP(held, r.WithContext(rctx))
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), flushTimeout)
 		defer cancel()
-		if err := node.Flush(ctx); err != nil {
+		err := scope.End()
+		if err == nil {
+			err = node.Flush(ctx)
+		}
+		if err != nil {
 			log.Error("persist changes", "method", r.Method, "path", r.URL.Path, "err", err)
 			for k := range w.Header() {
 				delete(w.Header(), k)

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,10 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.S
 		}
 		reg.HTTP.Secret = secret
 	}
+	ac, err := edgeController(reg)
+	if err != nil {
+		return nil, err
+	}
 	app, err := newApp(ctx, reg)
 	if err != nil {
 		return nil, err
@@ -73,20 +78,20 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.S
 		return err
 	}))
 
-	ext, err := api.New(reg, store, log)
-	if err != nil {
-		return nil, err
-	}
+	ext := api.New(reg.HTTP.Prefix, store, log)
 	var h http.Handler = app
 	h = ext.Handler(h)
 	h = durable(h, node, log)
 	h = global.ReadOnly(h, reg.HTTP.Prefix)
+	h = limitUploads(h, cmp.Or(cfg.Disco.MaxUploads, DefaultMaxUploads), reg.HTTP.Prefix)
 	h = api.Errors(h, reg.HTTP.Prefix)
+	h = authenticate(h, ac, reg.HTTP.Prefix)
 	h = s.withHealth(h)
 	h = recoverPanics(h, log)
 	if !reg.Log.AccessLog.Disabled {
 		h = gorhandlers.CombinedLoggingHandler(os.Stdout, h)
 	}
+	h = bodyTimeout(h, cmp.Or(cfg.Disco.BodyTimeout, DefaultBodyTimeout))
 	tlsConf, err := tlsConfig(reg.HTTP)
 	if err != nil {
 		return nil, err
@@ -169,25 +174,31 @@ func (s *Server) withHealth(next http.Handler) http.Handler {
 			w.Header().Set("Cache-Control", "no-cache")
 			w.WriteHeader(http.StatusOK)
 		case "/debug/health":
-			s.serveHealth(w, r)
+			s.serveHealth(w, r, false)
 		default:
 			next.ServeHTTP(w, r)
 		}
 	})
 }
 
-func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+// serveHealth answers 200 when every check passes, 503 otherwise; with details, it names
+// the failing checks and their errors. Only the debug address, which the operator
+// controls, gives details: the registry port is open to anyone.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request, details bool) {
 	checks := s.health.CheckStatus(r.Context())
 	w.Header().Set("Content-Type", "application/json")
 	if len(checks) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	if !details {
+		checks = map[string]string{}
 	}
 	json.NewEncoder(w).Encode(checks)
 }
 
 func (s *Server) debugMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/health", s.serveHealth)
+	mux.HandleFunc("/debug/health", func(w http.ResponseWriter, r *http.Request) { s.serveHealth(w, r, true) })
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
