@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/discoregistry/disco/internal/disctest"
@@ -162,6 +165,40 @@ func TestErrorBodies(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want %d %s", tt.method, tt.path[:min(len(tt.path), 40)], code, ec, tt.status, tt.code)
 		}
 	}
+	// Bad input gets the code that fits, never a 500 or the name blamed.
+	hello := []byte("hello")
+	d.PutBlob(t, "app/y", hello)
+	md5, _ := mh.Sum(hello, mh.MD5, -1)
+	unknown, _ := mh.Encode([]byte("abcd"), 0x9999)
+	upload := disctest.Request(t, http.MethodPost, d.URL("/v2/app/y/blobs/uploads/"), nil, nil, http.StatusAccepted)
+	for _, tt := range []struct {
+		method, url string
+		header      []string
+		status      int
+		code        string
+	}{
+		{http.MethodGet, d.URL("/v2/" + cid.NewCidV1(cid.DagProtobuf, md5).String() + "/manifests/latest"), nil, 404, "NAME_UNKNOWN"},
+		{http.MethodGet, d.URL("/v2/" + cid.NewCidV1(cid.DagProtobuf, unknown).String() + "/manifests/latest"), nil, 404, "NAME_UNKNOWN"},
+		{http.MethodGet, d.URL("/v2/app/y/manifests/-bad"), nil, 400, "TAG_INVALID"},
+		{http.MethodPut, d.URL("/v2/app/y/manifests/" + strings.Repeat("t", 129)), nil, 400, "TAG_INVALID"},
+		{http.MethodGet, d.URL("/v2/app/y/manifests/sha256:xyz"), nil, 400, "DIGEST_INVALID"},
+		{http.MethodGet, d.URL("/v2/app/y/blobs/notadigest"), nil, 400, "DIGEST_INVALID"},
+		{http.MethodGet, d.URL("/v2/app/y/blobs/uploads/bad%20id"), nil, 404, "BLOB_UPLOAD_UNKNOWN"},
+		{http.MethodGet, d.URL("/v2/app/y/blobs/" + disctest.SHA256(hello)), []string{"Range", "bytes=100-200"}, 416, "RANGE_INVALID"},
+		{http.MethodPatch, upload, []string{"Content-Range", "abc", "Content-Type", "application/octet-stream"}, 416, "RANGE_INVALID"},
+	} {
+		resp, body := do(t, tt.method, tt.url, []byte("x"), tt.header...)
+		var oci struct{ Errors []struct{ Code string } }
+		if json.Unmarshal(body, &oci) != nil || len(oci.Errors) == 0 || resp.StatusCode != tt.status || oci.Errors[0].Code != tt.code {
+			t.Errorf("%s %.70s: %s %q, want %d %s", tt.method, tt.url, resp.Status, body, tt.status, tt.code)
+		}
+	}
+	// A PUT under the wrong digest leaves no upload behind.
+	disctest.Request(t, http.MethodPut, upload+"&digest="+disctest.SHA256([]byte("other")), hello, nil, http.StatusBadRequest)
+	if code, ec := disctest.OCIError(t, http.MethodGet, upload); code != 404 || ec != "BLOB_UPLOAD_UNKNOWN" {
+		t.Errorf("the upload after a PUT under a wrong digest: %d %s, want 404 BLOB_UPLOAD_UNKNOWN", code, ec)
+	}
+
 	resp, body := do(t, http.MethodPut, d.URL("/v2/app/x/manifests/v1"), []byte(`{}`), "Content-Type", ociManifest)
 	if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte("MANIFEST_INVALID")) {
 		t.Errorf("a manifest without schemaVersion: %s %s", resp.Status, body)

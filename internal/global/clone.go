@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multicodec"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/discoregistry/disco/internal/ipfs"
@@ -50,10 +52,21 @@ func (g *Global) ensureRepository(ctx context.Context, name string) error {
 	if g.opts.NoClone {
 		return errcode.ErrorCodeNameUnknown.WithDetail("not held here, and disco.noclone is set")
 	}
+	if err := checkCID(c); err != nil {
+		return errcode.ErrorCodeNameUnknown.WithDetail(fmt.Sprintf("%s cannot name a repository: %v", name, err))
+	}
 	// The clone is shared by everyone pulling this CID, and stops when none of them waits.
 	return g.clones.do(ctx, name, g.opts.CloneTimeout, func(ctx context.Context) error {
 		return g.clone(ctx, name, c)
 	})
+}
+
+// checkCID refuses CIDs that name no directory, or whose hash IPFS does not trust.
+func checkCID(c cid.Cid) error {
+	if c.Type() != cid.DagProtobuf {
+		return fmt.Errorf("codec %s is not dag-pb", multicodec.Code(c.Type()))
+	}
+	return verifcid.ValidateCid(verifcid.DefaultAllowlist, c)
 }
 
 // clone copies the CID repository c from the network. It fetches the repository directory

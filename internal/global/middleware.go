@@ -2,10 +2,12 @@ package global
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	registrymiddleware "github.com/distribution/distribution/v3/registry/middleware/registry"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
@@ -44,6 +46,11 @@ type namespace struct {
 
 func (n namespace) Repository(ctx context.Context, name reference.Named) (distribution.Repository, error) {
 	if err := n.g.ensureRepository(ctx, name.Name()); err != nil {
+		// Distribution answers an error of no type it knows with an empty 500.
+		var oci errcode.Error
+		if !errors.As(err, &oci) {
+			err = errcode.ErrorCodeUnknown.WithDetail(err.Error())
+		}
 		return nil, err
 	}
 	repo, err := n.Namespace.Repository(ctx, name)
