@@ -146,6 +146,12 @@ func TestGlobalNamesAreReadOnly(t *testing.T) {
 			}
 		}
 	}
+	// Nor below them: helm push oci://host/<cid> would write <cid>/chart.
+	for _, repo := range []string{c + "/chart", h.Hex + "/sub/chart"} {
+		if code, ec := disctest.OCIError(t, http.MethodPost, a.URL("/v2/"+repo+"/blobs/uploads/")); code != 403 || ec != "DENIED" {
+			t.Errorf("POST an upload to %s: %d %s, want 403 DENIED", repo, code, ec)
+		}
+	}
 	if got := disctest.PullAll(t, a.Ref(t, c)); got != h {
 		t.Errorf("after refused writes %s pulls %s", c, got)
 	}

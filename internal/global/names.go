@@ -9,6 +9,7 @@ package global
 
 import (
 	"regexp"
+	"strings"
 
 	"github.com/ipfs/go-cid"
 )
@@ -37,4 +38,12 @@ func IsDigestName(name string) bool { return digestName.MatchString(name) }
 func IsGlobalName(name string) bool {
 	_, isCID := ParseCIDName(name)
 	return isCID || IsDigestName(name)
+}
+
+// UnderGlobalName reports whether a repository name is a global name or below one
+// ("<cid>/chart"). The names below are Disco's too: a repository there would be written
+// inside the global one's directory, changing what a read-only name names.
+func UnderGlobalName(name string) bool {
+	first, _, _ := strings.Cut(name, "/")
+	return IsGlobalName(first)
 }

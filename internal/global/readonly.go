@@ -9,7 +9,8 @@ import (
 )
 
 // ReadOnly refuses, with an OCI DENIED error, every request that would change a repository
-// named by a digest or a CID. Those names are Disco's, and what they name never changes.
+// named by a digest or a CID, or below one. Those names are Disco's, and what they name
+// never changes.
 // prefix is Distribution's http.prefix.
 func ReadOnly(next http.Handler, prefix string) http.Handler {
 	router := v2.RouterWithPrefix(prefix)
@@ -20,7 +21,7 @@ func ReadOnly(next http.Handler, prefix string) http.Handler {
 		}
 		var m mux.RouteMatch
 		if router.Match(r, &m) {
-			if name := m.Vars["name"]; IsGlobalName(name) {
+			if name := m.Vars["name"]; UnderGlobalName(name) {
 				errcode.ServeJSON(w, errcode.ErrorCodeDenied.WithDetail(
 					"repository "+name+" is named by a digest or CID and cannot be changed"))
 				return
