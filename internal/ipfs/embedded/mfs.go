@@ -7,6 +7,7 @@ import (
 	"os"
 	gopath "path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/blockstore"
@@ -43,15 +44,35 @@ func withContext[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	}
 }
 
-// change runs f as an MFS change: exclusively, and counted for Flush.
+// change runs f as an MFS change: exclusively, and counted for Flush. If ctx ends while
+// the change waits for its turn, it is given up and never made; once it is being made, it
+// is waited for. So an error from ctx means the change was not made: a caller that rolls
+// back on it is never overtaken by its own change landing later.
 func (n *Node) change(ctx context.Context, f func() error) error {
-	_, err := withContext(ctx, func() (struct{}, error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	const waiting, running, abandoned = 0, 1, 2
+	var state atomic.Int32
+	done := make(chan error, 1)
+	go func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
+		if !state.CompareAndSwap(waiting, running) {
+			return
+		}
 		n.changes++
-		return struct{}{}, f()
-	})
-	return err
+		done <- f()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		if state.CompareAndSwap(waiting, abandoned) {
+			return ctx.Err()
+		}
+		return <-done
+	}
 }
 
 // lookup runs f on the MFS entry at p, holding the lookup lock.

@@ -324,3 +324,34 @@ func TestMissingBlockIsAnError(t *testing.T) {
 		t.Errorf("read with a block missing: %v after %s; want an error at once", err, time.Since(start))
 	}
 }
+
+// TestExpiredChangeNeverLands gives up a Link while it waits for another change to finish:
+// it must not be made afterwards, behind its caller's back.
+func TestExpiredChangeNeverLands(t *testing.T) {
+	n := open(t, Options{Path: t.TempDir(), Swarm: []string{"/ip4/127.0.0.1/tcp/0"}})
+	ctx := context.Background()
+	c, err := n.Add(ctx, files.NewBytesFile([]byte("late")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, held := make(chan struct{}), make(chan struct{})
+	go n.change(ctx, func() error {
+		close(held)
+		<-hold
+		return nil
+	})
+	<-held
+	lctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := n.Link(lctx, "/late", c); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Link behind a held change = %v, want its deadline", err)
+	}
+	close(hold)
+	if err := n.Flush(ctx); err != nil { // after every change queued before it
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := n.Stat(ctx, "/late"); !errors.Is(err, ipfs.ErrNotFound) {
+		t.Errorf("a Link that returned its deadline was made later: %v", err)
+	}
+}
