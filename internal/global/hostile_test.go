@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -257,4 +258,33 @@ func TestLiarDoesNotStallHonest(t *testing.T) {
 		t.Errorf("honest repository pulls %s, want %s", got, h)
 	}
 	wg.Wait()
+}
+
+// TestForeignLayerNotLeaked pushes to one repository a manifest naming, as a
+// non-distributable layer with urls, a layer of another repository that the pusher
+// cannot read: Distribution does not look for such layers, and publishing must not file
+// the other repository's blob under the new image's CID.
+func TestForeignLayerNotLeaked(t *testing.T) {
+	a := disctest.Start(t, "")
+	secret, _ := random.Image(2048, 1)
+	a.Push(t, "private/a:v1", secret)
+	layers, _ := secret.Layers()
+	ld, _ := layers[0].Digest()
+	size, _ := layers[0].Size()
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	a.PutBlob(t, "public/b", cfg)
+	manifest := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar","digest":%q,"size":%d,"urls":["https://example.com/layer"]}]}`,
+		disctest.SHA256(cfg), len(cfg), ld.String(), size))
+	disctest.Request(t, http.MethodPut, a.URL("/v2/public/b/manifests/v1"), manifest,
+		map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, http.StatusCreated)
+	h, _ := v1.NewHash(disctest.SHA256(manifest))
+	c := a.CIDOf(t, h)
+	if code, _ := disctest.OCIError(t, http.MethodGet, a.URL("/v2/"+c+"/blobs/"+ld.String())); code != http.StatusNotFound {
+		t.Errorf("the other repository's layer by the new CID: %d, want 404", code)
+	}
+	if dj := disctest.ReadTree(t, a.Node, "/ipfs/"+c)["disco.json"]; strings.Contains(string(dj), ld.Hex) {
+		t.Errorf("disco.json of the new CID lists the other repository's layer: %s", dj)
+	}
 }

@@ -75,16 +75,20 @@ func (g *Global) Publish(ctx context.Context, name string, top digest.Digest) (c
 
 // stored returns the digest the content that the repository name links as d is stored
 // under: Distribution stores everything under its sha256 digest and links a digest of
-// another algorithm to that. link is layout.LayerLink or layout.RevisionLink.
+// another algorithm to that. link is layout.LayerLink or layout.RevisionLink. Content the
+// repository does not link is not found, even if the registry holds it: a manifest may
+// name a blob it does not have (a layer with urls, which Distribution does not look
+// for), and publishing must not file another repository's blob under its CID.
 func (g *Global) stored(ctx context.Context, name string, d digest.Digest, link func(digest.Digest) string) (digest.Digest, error) {
-	if d.Algorithm() == digest.Canonical {
-		return d, nil
-	}
 	b, err := driver.ReadFile(ctx, g.store, path.Join(layout.Repository(name), link(d)), maxLinkSize)
 	if err != nil {
 		return "", err
 	}
-	return digest.Parse(strings.TrimSpace(string(b)))
+	s, err := digest.Parse(strings.TrimSpace(string(b)))
+	if err == nil && s != d && s.Algorithm() != digest.Canonical {
+		err = fmt.Errorf("%s links %s", d, s)
+	}
+	return s, err
 }
 
 // repoFiles returns the files of a repository holding img, tagged latest, with its
