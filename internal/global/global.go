@@ -55,8 +55,9 @@ type Global struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	clones flights // by repository name
-	blobs  flights // by digest and CID: a liar's CID for a digest never holds up another's
+	publishing keyLocks // by manifest digest
+	clones     flights  // by repository name
+	blobs      flights  // by digest and CID: a liar's CID for a digest never holds up another's
 	// maps caches the disco.json of CID repositories: digest to CID, by repository name.
 	maps *mapCache
 	// refused remembers CID repositories found to lie, with the reason.

@@ -22,6 +22,13 @@ import (
 // latest and with the CID. It returns the CID, which depends on the manifest and its
 // blobs only. If it fails, it removes what it created.
 func (g *Global) Publish(ctx context.Context, name string, top digest.Digest) (c cid.Cid, err error) {
+	// Publishers of one manifest, which file it under the same names, go one at a time:
+	// one that fails and rolls back never removes what another has reported published.
+	unlock, err := g.publishing.lock(ctx, top.String())
+	if err != nil {
+		return cid.Undef, err
+	}
+	defer unlock()
 	start := time.Now()
 	img, err := walkImage(ctx, top, func(ctx context.Context, d digest.Digest) ([]byte, error) {
 		s, err := g.stored(ctx, name, d, layout.RevisionLink)
