@@ -115,6 +115,27 @@ func (d *Disco) PushFile(t *testing.T, repo string, size uint64, links ...cid.Ci
 	return d.PushNode(t, repo, nd)
 }
 
+// PushChunks pushes b as a UnixFS file of raw leaves of chunk bytes under one node, as no
+// Disco would import it, and returns its CID.
+func (d *Disco) PushChunks(t *testing.T, repo string, b []byte, chunk int) cid.Cid {
+	t.Helper()
+	fsn := ft.NewFSNode(ft.TFile)
+	nd := new(merkledag.ProtoNode)
+	for off := 0; off < len(b); off += chunk {
+		part := b[off:min(off+chunk, len(b))]
+		if err := nd.AddRawLink("", &ipld.Link{Cid: d.PushRaw(t, repo, part), Size: uint64(len(part))}); err != nil {
+			t.Fatal(err)
+		}
+		fsn.AddBlockSize(uint64(len(part)))
+	}
+	data, err := fsn.GetBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.SetData(data)
+	return d.PushNode(t, repo, nd)
+}
+
 // PushRaw pushes b as a blob of repo and returns the CID of its raw block.
 func (d *Disco) PushRaw(t *testing.T, repo string, b []byte) cid.Cid {
 	t.Helper()

@@ -38,6 +38,9 @@ type Node interface {
 	Join(ctx context.Context, parts []Part) (cid.Cid, error)
 	// Fetch makes the whole DAG under c local, from the network if need be.
 	Fetch(ctx context.Context, c cid.Cid) error
+	// Links returns the links of the local block c, as they are: a directory's entries,
+	// a file's parts, nothing for a raw block. A block that is not local is not found.
+	Links(ctx context.Context, c cid.Cid) ([]Link, error)
 
 	// Link places the DAG c at the MFS path p, creating missing parent directories and
 	// replacing what was at p.
@@ -61,6 +64,14 @@ type Entry struct {
 	IsDir bool
 	Size  int64 // file size in bytes; 0 for directories
 	CID   cid.Cid
+}
+
+// Link is a link of a block to another: its name, and the size of the linked DAG as the
+// linking block records it.
+type Link struct {
+	Name string
+	CID  cid.Cid
+	Size uint64
 }
 
 // Part is a piece of a file added on its own, for Join.

@@ -172,6 +172,19 @@ func (n *Node) Fetch(ctx context.Context, c cid.Cid) error {
 	return nil
 }
 
+// Links implements ipfs.Node.
+func (n *Node) Links(ctx context.Context, c cid.Cid) ([]ipfs.Link, error) {
+	nd, err := n.local.Get(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("links of %s: %w", c, contentError(err))
+	}
+	out := make([]ipfs.Link, len(nd.Links()))
+	for i, l := range nd.Links() {
+		out[i] = ipfs.Link{Name: l.Name, CID: l.Cid, Size: l.Size}
+	}
+	return out, nil
+}
+
 // resolve returns the node at an IPFS path, fetching what it needs from the network.
 func (n *Node) resolve(ctx context.Context, p string) (ipld.Node, error) {
 	ip, err := path.NewPath(p)

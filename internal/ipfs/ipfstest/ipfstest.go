@@ -15,6 +15,7 @@ import (
 
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 )
@@ -36,6 +37,7 @@ func Run(t *testing.T, n ipfs.Node) {
 		{"Remove", testRemove},
 		{"NotFound", testNotFound},
 		{"IPFSPaths", testIPFSPaths},
+		{"Links", testLinks},
 		{"Cancelled", testCancelled},
 		{"Concurrent", testConcurrent},
 	}
@@ -356,6 +358,32 @@ func testIPFSPaths(t *testing.T, ctx context.Context, n ipfs.Node, dir string) {
 	}
 	if e, err := n.Stat(ctx, dir+"/copy"); err != nil || e.CID != c {
 		t.Errorf("Stat(copy) = %+v, %v; want CID %s", e, err, c)
+	}
+}
+
+func testLinks(t *testing.T, ctx context.Context, n ipfs.Node, _ string) {
+	b := Content(2<<20+7, 5)
+	file := add(t, ctx, n, b)
+	ls, err := n.Links(ctx, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 3 || ls[0].Size != 1<<20 || ls[2].Size != 7 || ls[0].Name != "" {
+		t.Errorf("Links(file of 2 MiB + 7) = %+v, want three parts of 1 MiB, 1 MiB and 7 bytes", ls)
+	}
+	if ls, err := n.Links(ctx, ls[2].CID); err != nil || len(ls) != 0 {
+		t.Errorf("Links(raw block) = %+v, %v; want none", ls, err)
+	}
+	dir, err := n.Add(ctx, files.NewMapDirectory(map[string]files.Node{"f": files.NewBytesFile([]byte("x"))}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls, err := n.Links(ctx, dir); err != nil || len(ls) != 1 || ls[0].Name != "f" {
+		t.Errorf("Links(directory) = %+v, %v; want its entry f", ls, err)
+	}
+	missing, _ := cid.V1Builder{Codec: cid.Raw, MhType: multihash.SHA2_256}.Sum([]byte("nobody added this"))
+	if _, err := n.Links(ctx, missing); !errors.Is(err, ipfs.ErrNotFound) {
+		t.Errorf("Links(missing) = %v, want ErrNotFound", err)
 	}
 }
 
