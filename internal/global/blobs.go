@@ -203,7 +203,7 @@ func (g *Global) stream(ctx context.Context, w http.ResponseWriter, name string,
 	switch {
 	case err == nil && n == size && v.Verified():
 		g.metrics.fetchedBytes.Add(float64(n))
-		if err := g.store.Link(context.WithoutCancel(ctx), layout.Blob(d), c); err != nil {
+		if err := g.linkBlob(context.WithoutCancel(ctx), d, c, size); err != nil {
 			g.log.Error("link fetched blob", "digest", d, "err", err)
 		}
 		return

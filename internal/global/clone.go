@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
@@ -162,7 +163,10 @@ func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) 
 	}
 	have, err := g.exists(ctx, layout.Blob(d))
 	if err == nil && !have {
-		err = g.store.Link(ctx, layout.Blob(d), c)
+		// Added again, the manifest gets its canonical CID (one block, or a few).
+		if c, err = g.node.Add(ctx, files.NewBytesFile(b)); err == nil {
+			err = g.store.Link(ctx, layout.Blob(d), c)
+		}
 	}
 	return b, err
 }
@@ -236,7 +240,16 @@ func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid, size
 		return &MismatchError{Digest: d, CID: c}
 	}
 	g.metrics.fetchedBytes.Add(float64(n))
-	return g.store.Link(ctx, layout.Blob(d), c)
+	return g.linkBlob(ctx, d, c, size)
+}
+
+// linkBlob links the blob d, checked and local as c, under its canonical CID.
+func (g *Global) linkBlob(ctx context.Context, d digest.Digest, c cid.Cid, size int64) error {
+	canonical, err := g.canonical(ctx, c, size)
+	if err != nil {
+		return fmt.Errorf("blob %s (%s): %w", d, c, err)
+	}
+	return g.store.Link(ctx, layout.Blob(d), canonical)
 }
 
 // blobFailed handles a blob of the CID repository name that could not be fetched. A blob

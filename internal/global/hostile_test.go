@@ -14,6 +14,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -286,5 +287,37 @@ func TestForeignLayerNotLeaked(t *testing.T) {
 	}
 	if dj := disctest.ReadTree(t, a.Node, "/ipfs/"+c)["disco.json"]; strings.Contains(string(dj), ld.Hex) {
 		t.Errorf("disco.json of the new CID lists the other repository's layer: %s", dj)
+	}
+}
+
+// TestClonedBlobsCanonical clones an image whose layers come as DAGs of other chunks than
+// Disco's, as the original Disco made them: once cloned, a push of the same image gets the
+// CID it gets on every other Disco.
+func TestClonedBlobsCanonical(t *testing.T) {
+	a := disctest.Start(t, "")
+	b := disctest.Start(t, "", a)
+	img, _ := random.Image(2<<20, 1)
+	big, _ := random.Image(6<<20, 1) // streamed rather than fetched first
+	bigLayers, _ := big.Layers()
+	img, _ = mutate.AppendLayers(img, bigLayers[0])
+	h := a.Push(t, "app/x:v1", img)
+	want := a.CIDOf(t, h)
+
+	tree := disctest.ReadTree(t, a.Node, "/ipfs/"+want)
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		rc, _ := l.Compressed()
+		blob, _ := io.ReadAll(rc)
+		rc.Close()
+		ld, _ := l.Digest()
+		disctest.SetBlobCID(t, tree, ld.Hex, a.PushChunks(t, "attacker/chunks", blob, 256<<10))
+	}
+	other := a.PushTree(t, "attacker/chunks", disctest.TreeOf(tree)).String()
+	if got := disctest.PullAll(t, b.Ref(t, other)); got != h {
+		t.Fatalf("B pulls %s, want %s", got, h)
+	}
+	b.Push(t, "later/x:v1", img)
+	if got := b.CIDOf(t, h); got != want {
+		t.Errorf("after the clone, a push of the image gets CID %s, want %s as on A", got, want)
 	}
 }
