@@ -20,7 +20,6 @@ import (
 
 	"github.com/discoregistry/disco/internal/app"
 	"github.com/discoregistry/disco/internal/config"
-	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
 )
 
@@ -29,8 +28,12 @@ const usage = `usage: disco [serve | version | id | gc]
   serve    serve the registry (the default)
   version  print the version
   id       print the IPFS node's identity as JSON
-  gc       remove from the IPFS repository what the registry no longer uses
-           (with Disco stopped)
+  gc [--dry-run]
+           remove the blobs no manifest names, then the IPFS blocks nothing uses
+           (with Disco stopped); --dry-run lists the blobs and removes nothing
+  rm REF...
+           remove images for good (with Disco stopped): REF is name:tag,
+           name@digest, a digest repository or a CID; disco gc then frees their bytes
 
 Configuration is read from $REGISTRY_CONFIGURATION_PATH, else ~/.disco/config.yaml;
 without either, built-in defaults apply. The registry listens on $DISCO_PORT (default 1970).
@@ -48,7 +51,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if len(args) > 0 {
 		cmd = args[0]
 	}
-	if len(args) > 1 {
+	if len(args) > 1 && cmd != "gc" && cmd != "rm" {
 		return fmt.Errorf("unexpected arguments %q\n%s", args[1:], usage)
 	}
 	switch cmd {
@@ -60,7 +63,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	case "id":
 		return printID(getenv, stdout)
 	case "gc":
-		return collectGarbage(getenv, stdout)
+		return collectGarbage(args[1:], getenv, stdout)
+	case "rm":
+		return remove(args[1:], getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -81,27 +86,6 @@ func printID(getenv func(string) string, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(id)
-}
-
-// collectGarbage removes the blocks that neither the registry's MFS tree nor an upload in
-// progress uses.
-func collectGarbage(getenv func(string) string, stdout io.Writer) error {
-	c, err := config.Load(getenv)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	keep, err := driver.SpooledParts(c.IPFS.Uploads)
-	if err != nil {
-		return fmt.Errorf("uploads in progress: %w", err)
-	}
-	stats, err := embedded.CollectGarbage(ctx, app.NodeOptions(c, nil), keep)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "removed %d blocks, freed %.1f MiB\n", stats.Blocks, float64(stats.Freed)/(1<<20))
-	return nil
 }
 
 func serve(getenv func(string) string, stderr io.Writer) (err error) {

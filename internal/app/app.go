@@ -92,3 +92,27 @@ func NodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
 	n := c.IPFS.Node
 	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Log: log}
 }
+
+// Offline is a Disco's storage opened for maintenance, with Disco stopped.
+type Offline struct {
+	Node    *embedded.Node
+	Store   *driver.Driver
+	Uploads string // the local directory of uploads in progress
+}
+
+// OpenOffline opens the storage c configures with no networking. It fails while Disco
+// runs.
+func OpenOffline(ctx context.Context, c *config.Config) (*Offline, error) {
+	node, err := embedded.OpenOffline(ctx, NodeOptions(c, nil))
+	if err != nil {
+		return nil, err
+	}
+	store, err := driver.New(node, c.IPFS.RootDirectory, c.IPFS.Uploads)
+	if err != nil {
+		return nil, errors.Join(err, node.Close())
+	}
+	return &Offline{Node: node, Store: store, Uploads: c.IPFS.Uploads}, nil
+}
+
+// Close checkpoints what was changed and closes the node.
+func (o *Offline) Close() error { return o.Node.Close() }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/discoregistry/disco/internal/app"
 	"github.com/discoregistry/disco/internal/config"
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
@@ -39,7 +40,8 @@ type Disco struct {
 	Host    string
 	Node    ipfs.Node
 	Metrics *prometheus.Registry
-	Uploads string // the local directory of uploads in progress
+	Uploads string       // the local directory of uploads in progress
+	Store   driver.Store // the registry's storage
 }
 
 // Start starts a Disco with the extra YAML (under the top level) and IPFS peers.
@@ -88,7 +90,7 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 		}
 		d.Close()
 	})
-	return &Disco{Host: ln.Addr().String(), Node: d.Node, Metrics: metrics, Uploads: c.IPFS.Uploads}
+	return &Disco{Host: ln.Addr().String(), Node: d.Node, Metrics: metrics, Uploads: c.IPFS.Uploads, Store: d.Store}
 }
 
 func (d *Disco) Ref(t *testing.T, s string) name.Reference {

@@ -16,31 +16,34 @@ type GCStats struct {
 	Freed  uint64 // bytes of storage freed, as the repository counts them
 }
 
-// CollectGarbage removes from the repository at o.Path every block that neither the MFS
-// tree nor the DAGs of keep reach: directory versions that later changes replaced,
-// content that was unlinked, blocks of fetches that were refused. It needs the
-// repository to itself: it fails when a node has it open. Opening the repository applies
-// the MFS journal, so the tree it keeps is the latest.
-func CollectGarbage(ctx context.Context, o Options, keep []cid.Cid) (GCStats, error) {
+// OpenOffline opens the repository at o.Path with no networking at all, for maintenance.
+// It needs the repository to itself: it fails when a node has it open. Opening the
+// repository applies the MFS journal, so the tree is the latest.
+func OpenOffline(ctx context.Context, o Options) (*Node, error) {
 	if !fsrepo.IsInitialized(o.Path) {
-		return GCStats{}, fmt.Errorf("no ipfs repository at %s", o.Path)
+		return nil, fmt.Errorf("no ipfs repository at %s", o.Path)
 	}
 	if locked, err := fsrepo.LockedByOtherProcess(o.Path); err == nil && locked {
-		return GCStats{}, fmt.Errorf("the ipfs repository %s is in use: stop Disco first", o.Path)
+		return nil, fmt.Errorf("the ipfs repository %s is in use: stop Disco first", o.Path)
 	}
 	o.offline = true
-	n, err := Open(ctx, o)
-	if err != nil {
+	return Open(ctx, o)
+}
+
+// CollectGarbage removes every block that neither the MFS tree nor the DAGs of keep
+// reach: directory versions that later changes replaced, content that was unlinked,
+// blocks of fetches that were refused. Run it on a node from OpenOffline.
+func (n *Node) CollectGarbage(ctx context.Context, keep []cid.Cid) (GCStats, error) {
+	if err := n.checkpointNow(ctx); err != nil {
 		return GCStats{}, err
 	}
-	stats, err := n.collectGarbage(ctx, keep)
-	return stats, errors.Join(err, n.Close())
+	return n.collectGarbage(ctx, keep)
 }
 
 func (n *Node) collectGarbage(ctx context.Context, keep []cid.Cid) (GCStats, error) {
 	var stats GCStats
 	// No change may come between reading the root and removing what it does not reach.
-	// Open has applied the journal and recorded the root: the tree on disk is this one.
+	// The tree on disk is this one: CollectGarbage has just checkpointed.
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	root, err := n.root.GetDirectory().GetNode()

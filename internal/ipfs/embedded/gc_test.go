@@ -35,8 +35,15 @@ func TestCollectGarbage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stats, err := CollectGarbage(ctx, o, []cid.Cid{kept})
+	off, err := OpenOffline(ctx, o)
 	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := off.CollectGarbage(ctx, []cid.Cid{kept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := off.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if stats.Blocks == 0 {
