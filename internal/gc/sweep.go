@@ -178,4 +178,3 @@ func (m *marker) alias(name string, d digest.Digest) digest.Digest {
 	}
 	return ""
 }
-
