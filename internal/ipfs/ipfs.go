@@ -87,7 +87,8 @@ var (
 // Import holds the parameters every Disco uses to turn bytes into a UnixFS DAG. They are
 // part of Disco's storage format: the same bytes give the same CID on every Disco and with
 // `ipfs add --cid-version=1 --raw-leaves --chunker=size-1048576 --max-file-links=1024`,
-// which is Kubo's unixfs-v1-2025 import profile (IPIP-499).
+// which is Kubo's unixfs-v1-2025 import profile (IPIP-499). Directories are basic UnixFS
+// directories until their estimated size passes HAMTThreshold, then HAMT shards.
 var Import = struct {
 	CIDVersion   int
 	HashFunction string
@@ -95,6 +96,10 @@ var Import = struct {
 	ChunkSize    int
 	MaxFileLinks int
 	Layout       string
+
+	HAMTFanout     int    // links per HAMT shard node
+	HAMTThreshold  uint64 // bytes
+	HAMTEstimation string // how a directory's size is estimated: "block", its whole block
 }{
 	CIDVersion:   1,
 	HashFunction: "sha2-256",
@@ -102,6 +107,10 @@ var Import = struct {
 	ChunkSize:    1 << 20,
 	MaxFileLinks: 1024,
 	Layout:       "balanced",
+
+	HAMTFanout:     256,
+	HAMTThreshold:  256 << 10,
+	HAMTEstimation: "block",
 }
 
 // IsIPFSPath reports whether p names immutable content ("/ipfs/<cid>...") rather than MFS.
