@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/ipfs/boxo/files"
@@ -111,6 +112,12 @@ var Import = struct {
 	HAMTFanout:     256,
 	HAMTThreshold:  256 << 10,
 	HAMTEstimation: "block",
+}
+
+// SortEntries sorts es by name, as List returns them. Directories list their entries in
+// name order, but HAMT shards in the order of the names' hashes.
+func SortEntries(es []Entry) {
+	slices.SortFunc(es, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // IsIPFSPath reports whether p names immutable content ("/ipfs/<cid>...") rather than MFS.

@@ -19,7 +19,7 @@ func (e *Error) Unwrap() error { return e.kind }
 
 // Kinds of errors that only this package's calls tell apart.
 var (
-	errExists  = errors.New("exists")           // something is at the path already
+	errExists  = errors.New("exists")          // something is at the path already
 	errPastEnd = errors.New("offset past end") // files read at an offset past the end
 )
 

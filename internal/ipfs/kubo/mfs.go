@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	gopath "path"
-	"slices"
-	"strings"
 
 	unixfs_pb "github.com/ipfs/boxo/ipld/unixfs/pb"
 	"github.com/ipfs/go-cid"
@@ -91,7 +89,7 @@ func (n *Node) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
 			es = append(es, e)
 		}
 	}
-	slices.SortFunc(es, func(a, b ipfs.Entry) int { return strings.Compare(a.Name, b.Name) })
+	ipfs.SortEntries(es)
 	return es, nil
 }
 
