@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
 	"github.com/discoregistry/disco/internal/kubotest"
 )
@@ -28,4 +29,14 @@ func start(t *testing.T) (*kubotest.Daemon, *Node) {
 func TestSuite(t *testing.T) {
 	_, n := start(t)
 	ipfstest.Run(t, n)
+}
+
+// TestRestart kills the daemon: what was flushed must be there when it starts again.
+func TestRestart(t *testing.T) {
+	d, n := start(t)
+	ipfstest.Restart(t, n, func(t *testing.T) ipfs.Node {
+		d.Kill()
+		d.Start()
+		return n
+	})
 }
