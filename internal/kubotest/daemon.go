@@ -162,6 +162,7 @@ func (d *Daemon) Stop() {
 	if !d.running() {
 		return
 	}
+	d.Resume() // a paused process takes SIGTERM only once it runs
 	d.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
@@ -178,6 +179,21 @@ func (d *Daemon) Kill() {
 	}
 	d.proc.Signal(syscall.SIGKILL)
 	<-d.done
+}
+
+// Pause stops the daemon's process without ending it (SIGSTOP): it answers nothing, as a
+// daemon that hangs, until Resume.
+func (d *Daemon) Pause() {
+	if d.running() {
+		d.proc.Signal(syscall.SIGSTOP)
+	}
+}
+
+// Resume lets a paused daemon run again (SIGCONT).
+func (d *Daemon) Resume() {
+	if d.running() {
+		d.proc.Signal(syscall.SIGCONT)
+	}
 }
 
 // Restart stops the daemon, if it runs, and starts it again with the same peers.
