@@ -45,3 +45,23 @@ func testAddLargeDirectory(t *testing.T, ctx context.Context, n ipfs.Node, _ str
 		t.Errorf("a file of the large directory reads %q", got)
 	}
 }
+
+// goldenDotTree is the CID of the tree testAddEverything adds, as `ipfs add -r --hidden`
+// with the flags of golden prints it.
+const goldenDotTree = "bafybeihp6hlgfgwj5goduxvsz33rwwx4xvawgxir3ryngvbfokbwbqifse"
+
+// testAddEverything adds a tree with a dot file and an empty directory: Add leaves
+// nothing out.
+func testAddEverything(t *testing.T, ctx context.Context, n ipfs.Node, _ string) {
+	c, err := n.Add(ctx, files.NewMapDirectory(map[string]files.Node{
+		".hidden": files.NewBytesFile([]byte("h")),
+		"empty":   files.NewMapDirectory(nil),
+		"sub":     files.NewMapDirectory(map[string]files.Node{"a": files.NewBytesFile([]byte("a"))}),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.String() != goldenDotTree {
+		t.Errorf("tree with a dot file and an empty directory: CID %s, want %s", c, goldenDotTree)
+	}
+}

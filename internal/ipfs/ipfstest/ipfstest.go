@@ -29,6 +29,7 @@ func Run(t *testing.T, n ipfs.Node) {
 		{"AddIsCanonical", testAddIsCanonical},
 		{"AddDirectory", testAddDirectory},
 		{"AddLargeDirectory", testAddLargeDirectory},
+		{"AddEverything", testAddEverything},
 		{"Join", testJoin},
 		{"LinkStatRead", testLinkStatRead},
 		{"LinkReplaces", testLinkReplaces},
