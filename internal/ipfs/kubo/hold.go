@@ -24,10 +24,18 @@ func (n *Node) Hold(ctx context.Context, hold string, c cid.Cid) error {
 	if err != nil {
 		return err
 	}
-	rb := n.api.Request("files/cp", "/ipfs/"+c.String(), dir+"/"+c.String()).Option("parents", true).Option("offline", true)
-	err = n.call(ctx, rb, "files cp", true)
-	if errors.Is(err, errExists) {
-		return nil // held already
+	entry := dir + "/" + c.String()
+	for range 3 {
+		rb := n.api.Request("files/cp", "/ipfs/"+c.String(), entry).Option("parents", true).Option("offline", true)
+		err = n.call(ctx, rb, "files cp", true)
+		if !errors.Is(err, errExists) {
+			break
+		}
+		// Held already, or another call made a parent directory between this one's
+		// look and its mkdir, which fails files cp -p: look which.
+		if _, serr := n.stat(ctx, entry); serr == nil {
+			return nil
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("hold %s under %s: %w", c, hold, err)

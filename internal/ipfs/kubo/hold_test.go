@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,4 +98,33 @@ func has(t *testing.T, d *kubotest.Daemon, c cid.Cid) bool {
 		}
 	}
 	return false
+}
+
+// TestConcurrentHolds makes holds under one new hold at once, which has the daemon make
+// its directory for several calls at the same time: every hold must be made.
+func TestConcurrentHolds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, n := start(t)
+	for round := range 4 {
+		hold := fmt.Sprintf("/race/%d/a/b/data", round)
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := range 8 {
+			wg.Go(func() {
+				_, err := ipfs.AddHeld(ctx, n, hold, files.NewBytesFile(fmt.Appendf(nil, "%d %d", round, i)))
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("AddHeld: %v", err)
+			}
+		}
+		if es, err := n.List(ctx, DefaultHoldRoot+hold); err != nil || len(es) != 8 {
+			t.Errorf("hold %s: %d entries, %v; want 8", hold, len(es), err)
+		}
+	}
 }
