@@ -93,7 +93,8 @@ func (n *Node) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
 	return es, nil
 }
 
-// Read implements ipfs.Node.
+// Read implements ipfs.Node. Unlike the embedded node, the daemon reads an MFS file with
+// a missing block by waiting for the network, until ctx ends.
 func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
 	if err := checkPath(p); err != nil {
 		return nil, err
@@ -112,7 +113,9 @@ func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser,
 }
 
 // Link implements ipfs.Node. Only a replacement holds n.mu exclusively: adding where
-// nothing is in the way cannot make anything seem missing.
+// nothing is in the way cannot make anything seem missing. files cp needs c's root node
+// only; the daemon fetches it if it does not have it, but as a local call, within the
+// node's timeout: what Disco links it has added or fetched already.
 func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 	if err := checkMFSPath(p); err != nil {
 		return err
