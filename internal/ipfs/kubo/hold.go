@@ -25,14 +25,12 @@ func (n *Node) Hold(ctx context.Context, hold string, c cid.Cid) error {
 		return err
 	}
 	entry := dir + "/" + c.String()
-	for range 3 {
-		rb := n.api.Request("files/cp", "/ipfs/"+c.String(), entry).Option("parents", true).Option("offline", true)
-		err = n.call(ctx, rb, "files cp", true)
-		if !errors.Is(err, errExists) {
-			break
-		}
-		// Held already, or another call made a parent directory between this one's
-		// look and its mkdir, which fails files cp -p: look which.
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	rb := n.api.Request("files/cp", "/ipfs/"+c.String(), entry).Option("parents", true).Option("offline", true)
+	err = n.call(ctx, rb, "files cp", true)
+	if errors.Is(err, errExists) {
+		// Held already, unless a file is in the way of the hold's directory.
 		if _, serr := n.stat(ctx, entry); serr == nil {
 			return nil
 		}
@@ -49,6 +47,8 @@ func (n *Node) Release(ctx context.Context, hold string) error {
 	if err != nil {
 		return err
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if err := n.rm(ctx, dir); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
 		return fmt.Errorf("release %s: %w", hold, err)
 	}

@@ -112,23 +112,28 @@ func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser,
 	return r, nil
 }
 
-// Link implements ipfs.Node. Only a replacement holds n.mu exclusively: adding where
-// nothing is in the way cannot make anything seem missing. files cp needs c's root node
-// only; the daemon fetches it if it does not have it, but as a local call, within the
-// node's timeout: what Disco links it has added or fetched already.
+// Link implements ipfs.Node. files cp needs c's root node only; the daemon fetches it
+// if it does not have it, but as a local call, within the node's timeout: what Disco
+// links it has added or fetched already.
 func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 	if err := checkMFSPath(p); err != nil {
 		return err
 	}
-	n.mu.RLock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.link(ctx, p, c)
+}
+
+// link places c at p in place of what is there. The caller holds n.mu.
+func (n *Node) link(ctx context.Context, p string, c cid.Cid) error {
 	err := n.cp(ctx, c, p)
-	n.mu.RUnlock()
 	if !errors.Is(err, errExists) {
 		return err
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.replace(ctx, p, c)
+	if err := n.rm(ctx, p); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
+		return err
+	}
+	return n.cp(ctx, c, p)
 }
 
 // cp places c at p, creating parent directories, unless something is there already.
@@ -138,14 +143,6 @@ func (n *Node) cp(ctx context.Context, c cid.Cid, p string) error {
 		return fmt.Errorf("link %s at %s: %w", c, p, err)
 	}
 	return nil
-}
-
-// replace places c at p in place of what is there. The caller holds n.mu.
-func (n *Node) replace(ctx context.Context, p string, c cid.Cid) error {
-	if err := n.rm(ctx, p); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
-		return err
-	}
-	return n.cp(ctx, c, p)
 }
 
 // Move implements ipfs.Node as Link of src's CID at dst, then Remove of src, so that
@@ -164,11 +161,7 @@ func (n *Node) Move(ctx context.Context, src, dst string) error {
 	if gopath.Clean(src) == gopath.Clean(dst) {
 		return nil
 	}
-	err = n.cp(ctx, e.CID, dst)
-	if errors.Is(err, errExists) {
-		err = n.replace(ctx, dst, e.CID)
-	}
-	if err != nil {
+	if err := n.link(ctx, dst, e.CID); err != nil {
 		return err
 	}
 	return n.rm(ctx, src)
@@ -179,8 +172,8 @@ func (n *Node) Remove(ctx context.Context, p string) error {
 	if err := checkMFSPath(p); err != nil {
 		return err
 	}
-	n.mu.RLock()
-	defer n.mu.RUnlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	return n.rm(ctx, p)
 }
 
@@ -209,6 +202,8 @@ func (n *Node) rm(ctx context.Context, p string) error {
 // Flush implements ipfs.Node: files flush of the root writes the root the daemon
 // starts from to its repository.
 func (n *Node) Flush(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	return n.call(ctx, n.api.Request("files/flush", "/"), "files flush", true)
 }
 

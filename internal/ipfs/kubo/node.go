@@ -30,11 +30,13 @@ type Node struct {
 	timeout  time.Duration
 	holdRoot string
 
-	// mu keeps lookups from seeing a path while it is replaced. Kubo's MFS has no atomic
-	// replace: files cp --force unlinks first, and refuses directories, and files mv
-	// moves into a directory in the way. So Link and Move remove what is in the way and
-	// link, holding mu exclusively; every other MFS call holds it shared, lookups until
-	// the daemon starts to answer.
+	// mu orders MFS calls: changes hold it exclusively, lookups shared until the daemon
+	// starts to answer. Kubo's MFS loses changes made at the same time: files cp flushes
+	// the parent of what it adds, which drops the directories cached below it, and a
+	// change under way in one of them is lost ("cannot flush the created file ... file
+	// does not exist"). Nor has it an atomic replace: files cp --force unlinks first and
+	// refuses directories, and files mv moves into a directory in the way. So Link
+	// removes what is in the way and links, and no lookup sees the gap.
 	mu sync.RWMutex
 }
 
