@@ -184,8 +184,15 @@ func (d *Daemon) Kill() {
 // Pause stops the daemon's process without ending it (SIGSTOP): it answers nothing, as a
 // daemon that hangs, until Resume.
 func (d *Daemon) Pause() {
-	if d.running() {
-		d.proc.Signal(syscall.SIGSTOP)
+	d.t.Helper()
+	if !d.running() {
+		return
+	}
+	d.proc.Signal(syscall.SIGSTOP)
+	for deadline := time.Now().Add(10 * time.Second); !isStopped(d.proc.Pid); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("ipfs daemon (PID %d) not stopped 10s after SIGSTOP", d.proc.Pid)
+		}
 	}
 }
 
