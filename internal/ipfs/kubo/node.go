@@ -32,11 +32,11 @@ type Node struct {
 
 	// mu orders MFS calls: changes hold it exclusively, lookups shared until the daemon
 	// starts to answer. Kubo's MFS loses changes made at the same time: files cp flushes
-	// the parent of what it adds, which drops the directories cached below it, and a
-	// change under way in one of them is lost ("cannot flush the created file ... file
-	// does not exist"). Nor has it an atomic replace: files cp --force unlinks first and
-	// refuses directories, and files mv moves into a directory in the way. So Link
-	// removes what is in the way and links, and no lookup sees the gap.
+	// the parent of what it adds, which empties that directory's cache of children, and
+	// a change under way in one of them then fails ("cannot flush the created file ...
+	// file does not exist") and is lost. Nor has MFS an atomic replace: files cp --force
+	// unlinks first and refuses directories, and files mv moves into a directory in the
+	// way. So Link removes what is in the way and links, and no lookup sees the gap.
 	mu sync.RWMutex
 }
 
@@ -68,8 +68,8 @@ func WithHoldRoot(dir string) Option {
 }
 
 // DefaultTimeout is the default of WithTimeout. A daemon's MFS can stop answering for
-// good when a garbage collection runs under MFS changes (kubo#10842, fixed after Kubo
-// v0.42.0); this bounds what that does to callers without deadlines.
+// good when a garbage collection runs under MFS changes (kubo#10842, fixed by kubo#11386
+// after v0.42.0); this bounds what that does to callers without deadlines.
 const DefaultTimeout = time.Minute
 
 // DefaultHoldRoot is the default of WithHoldRoot.
@@ -96,9 +96,11 @@ func New(ctx context.Context, addr string, opts ...Option) (*Node, error) {
 	}
 	n.api = api
 	if _, err := n.Identity(ctx); err != nil {
+		n.Close()
 		return nil, err
 	}
 	if err := n.checkImport(ctx); err != nil {
+		n.Close()
 		return nil, err
 	}
 	return n, nil
