@@ -1,6 +1,8 @@
 // Package kubo is an IPFS node for Disco over the RPC API of a Kubo daemon that runs
 // apart from Disco: Disco's MFS tree lives in the daemon's MFS, and content is imported
-// with Disco's parameters, so that its CIDs are those the embedded node gives.
+// with Disco's parameters, so that its CIDs are those the embedded node gives. Disco
+// should be the only client that changes the daemon's MFS: Kubo v0.42.0 loses changes
+// made at the same time, and a Node makes its own one at a time.
 package kubo
 
 import (
