@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 // conformanceExpected is what the OCI conformance suite must give against Disco: no test
@@ -44,7 +46,7 @@ func TestConformance(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Dir = results
-	cmd.Env = append(cleanEnv("OCI_"),
+	cmd.Env = append(kubotest.CleanEnv("OCI_"),
 		"OCI_REGISTRY="+d.Host, "OCI_TLS=disabled",
 		"OCI_REPO1=conformance/repo1", "OCI_REPO2=conformance/repo1-mount",
 		"OCI_RESULTS_DIR="+results,

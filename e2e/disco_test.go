@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 const (
@@ -96,12 +97,12 @@ func newDisco(t *testing.T, opts discoOptions) *Disco {
 	if err := os.Mkdir(d.Home, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	env := cleanEnv("HOME", "REGISTRY_", "DISCO_", "IPFS_")
+	env := kubotest.CleanEnv("HOME", "REGISTRY_", "DISCO_", "IPFS_")
 	d.env = append(env, "HOME="+d.Home)
 	if opts.NoConfig {
 		d.Host, d.SwarmPort = "127.0.0.1:1970", 4001
 	} else {
-		ports := freePorts(t, 2)
+		ports := kubotest.FreePorts(t, 2)
 		d.Host, d.SwarmPort = "127.0.0.1:"+strconv.Itoa(ports[0]), ports[1]
 		d.Config = filepath.Join(dir, "config.yaml")
 		d.env = append(d.env, "REGISTRY_CONFIGURATION_PATH="+d.Config, "DISCO_PORT="+strconv.Itoa(ports[0]))
@@ -350,38 +351,4 @@ func (d *Disco) logFrom(offset int64) string {
 }
 
 // logTail returns the last lines of the log.
-func (d *Disco) logTail() string { return tail(d.Log) }
-
-// freePorts returns n distinct TCP ports free on 127.0.0.1 at the time of the call.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
-// cleanEnv returns this process's environment without the variables named, or starting
-// with a name ending in "_".
-func cleanEnv(drop ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, d := range drop {
-			if k == d || strings.HasSuffix(d, "_") && strings.HasPrefix(k, d) {
-				keep = false
-			}
-		}
-		if keep {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
+func (d *Disco) logTail() string { return kubotest.Tail(d.Log) }

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 // dockerd is the Docker daemon shared by the tests that need one, started by the first
@@ -46,7 +48,7 @@ func needDocker(t *testing.T) *docker {
 	if dockerd.err != nil {
 		t.Fatalf("dockerd did not start: %v", dockerd.err)
 	}
-	env := cleanEnv("DOCKER_")
+	env := kubotest.CleanEnv("DOCKER_")
 	env = append(env,
 		"DOCKER_HOST=unix://"+filepath.Join(dockerd.dir, "docker.sock"),
 		"DOCKER_CONFIG="+filepath.Join(dockerd.dir, "client")) // no credential helpers of the user's
@@ -95,7 +97,7 @@ func startDockerd(daemon string) error {
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		select {
 		case <-dockerd.done:
-			return fmt.Errorf("dockerd exited; log %s:\n%s", log.Name(), tail(log.Name()))
+			return fmt.Errorf("dockerd exited; log %s:\n%s", log.Name(), kubotest.Tail(log.Name()))
 		default:
 		}
 		res, err := client.Get("http://docker/_ping")
@@ -106,7 +108,7 @@ func startDockerd(daemon string) error {
 			}
 		}
 	}
-	return fmt.Errorf("dockerd not answering on %s after a minute; log %s:\n%s", sock, log.Name(), tail(log.Name()))
+	return fmt.Errorf("dockerd not answering on %s after a minute; log %s:\n%s", sock, log.Name(), kubotest.Tail(log.Name()))
 }
 
 // stopDockerd stops the shared dockerd, if it was started, by its PID.
@@ -213,11 +215,4 @@ func TestDockerPushPull(t *testing.T) {
 	if got := dk.run(t, "image", "inspect", "--format", "{{.Id}}", ref); got != imageID {
 		t.Errorf("pulled image ID = %s, pushed %s", got, imageID)
 	}
-}
-
-// tail returns the last lines of a file.
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-40):], "\n")
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
+
+	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 // Global addressing: after a tagged push, Disco files an image under a repository named by
@@ -283,10 +285,10 @@ func TestGlobalPullRightAfterStart(t *testing.T) {
 func TestGlobalLyingRepository(t *testing.T) {
 	t.Parallel()
 	lookTool(t, "skopeo")
-	k := newKubo(t)
+	k := kubotest.New(t)
 	a := startDisco(t, discoOptions{})
 	const cloneTimeout = 30 * time.Second
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	metrics := fmt.Sprintf("127.0.0.1:%d", kubotest.FreePorts(t, 1)[0])
 	b := newDisco(t, discoOptions{
 		YAML:  fmt.Sprintf("disco: {clonetimeout: %s}\nhttp: {debug: {addr: %q, prometheus: {enabled: true, path: /metrics}}}", cloneTimeout, metrics),
 		Peers: []string{k.PeerAddr()},
@@ -303,11 +305,11 @@ func TestGlobalLyingRepository(t *testing.T) {
 
 	// Kubo takes the genuine repository and its blobs from A. A then stops: B, peered with
 	// Kubo alone, gets everything from Kubo.
-	k.run("swarm", "connect", a.PeerAddr())
+	k.Run("swarm", "connect", a.PeerAddr())
 	genuine := filepath.Join(t.TempDir(), "genuine")
-	k.run("--timeout=2m", "get", "-o", genuine, "/ipfs/"+cid)
+	k.Run("--timeout=2m", "get", "-o", genuine, "/ipfs/"+cid)
 	blobs := readDiscoJSON(t, genuine)
-	k.run(append([]string{"--timeout=2m", "pin", "add", "--progress=false"}, slices.Collect(maps.Values(blobs))...)...)
+	k.Run(append([]string{"--timeout=2m", "pin", "add", "--progress=false"}, slices.Collect(maps.Values(blobs))...)...)
 	if got := k.Add(genuine); got != cid {
 		t.Fatalf("ipfs add of the repository directory Disco made gives %s, Disco gave %s", got, cid)
 	}
@@ -341,7 +343,7 @@ func TestGlobalLyingRepository(t *testing.T) {
 	}
 	lyingLayer := k.Add(lyingRepository(t, genuine, layer.Hex, k.Add(otherBytes)))
 	lyingManifest := k.Add(lyingRepository(t, genuine, h.Hex, k.Add(otherManifest)))
-	k.run("swarm", "connect", b.PeerAddr())
+	k.Run("swarm", "connect", b.PeerAddr())
 
 	// Each lie must be found out, not timed out: B answers well within its clone timeout.
 	t.Run("manifest", func(t *testing.T) {

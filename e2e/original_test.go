@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 // originalAdd are the import parameters of the original Disco's Kubo nodes, Kubo's old
@@ -22,7 +24,7 @@ var originalAdd = []string{"add", "-Q", "--cid-version=0", "--raw-leaves=false",
 // v1 of a CID v0 directory.
 func TestGlobalOriginalLayout(t *testing.T) {
 	t.Parallel()
-	k := newKubo(t)
+	k := kubotest.New(t)
 	b := newDisco(t, discoOptions{Peers: []string{k.PeerAddr()}})
 	k.Start(b.PeerAddr())
 	b.Start()
@@ -40,7 +42,7 @@ func TestGlobalOriginalLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeFile(t, f, b)
-		blobs = append(blobs, map[string]string{"digest": d.Hex, "cid": k.run(append(originalAdd, f)...)})
+		blobs = append(blobs, map[string]string{"digest": d.Hex, "cid": k.Run(append(originalAdd, f)...)})
 	}
 
 	manifest, _ := img.RawManifest()
@@ -72,8 +74,8 @@ func TestGlobalOriginalLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "disco.json"), append(dj, '\n'))
-	v0 := k.run("add", "-r", "-Q", "--cid-version=0", "--raw-leaves=false", dir)
-	name := k.run("cid", "format", "-v", "1", "-b", "base32", v0)
+	v0 := k.Run("add", "-r", "-Q", "--cid-version=0", "--raw-leaves=false", dir)
+	name := k.Run("cid", "format", "-v", "1", "-b", "base32", v0)
 
 	checkImage(t, b, name+":latest", img)
 	checkImage(t, b, fmt.Sprintf("%s@%s", name, h), img)

@@ -17,6 +17,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 const (
@@ -226,8 +228,8 @@ func newORAS(t *testing.T) *orasCLI {
 	t.Helper()
 	home := t.TempDir()
 	return &orasCLI{
-		bin: orasTool.path(t),
-		env: append(cleanEnv("HOME", "DOCKER_", "ORAS_"), "HOME="+home, "DOCKER_CONFIG="+filepath.Join(home, ".docker")),
+		bin: orasTool.Path(t),
+		env: append(kubotest.CleanEnv("HOME", "DOCKER_", "ORAS_"), "HOME="+home, "DOCKER_CONFIG="+filepath.Join(home, ".docker")),
 	}
 }
 

@@ -197,6 +197,9 @@ func (d *driver) Delete(ctx context.Context, p string) error {
 	if err != nil {
 		return err
 	}
+	if err := ipfs.Release(ctx, d.node, d.mfs(p)); err != nil {
+		return err
+	}
 	err = d.node.Remove(ctx, d.mfs(p))
 	if errors.Is(err, ipfs.ErrNotFound) && spooled {
 		return nil

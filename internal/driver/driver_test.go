@@ -22,9 +22,9 @@ import (
 	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
 )
 
-// node is one embedded IPFS node for all tests in this package; each driver gets its own
-// MFS root directory on it.
-var node ipfs.Node
+// embeddedNode is one embedded IPFS node for all tests in this package; each driver gets
+// its own MFS root directory on it.
+var embeddedNode ipfs.Node
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "disco-driver-test")
@@ -38,14 +38,41 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	node = n
+	embeddedNode = n
 	code := m.Run()
 	n.Close()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-func newDriver(t testing.TB) *Driver {
+// nodeTests run against the driver over every kind of node: TestEmbedded runs them over
+// the embedded node, TestKubo over a Kubo daemon.
+var nodeTests = []struct {
+	name string
+	f    func(*testing.T, ipfs.Node)
+}{
+	{"Suite", testSuite},
+	{"ChunkingDoesNotChangeCID", testChunkingDoesNotChangeCID},
+	{"UploadSurvivesRestart", testUploadSurvivesRestart},
+	{"DeleteRemovesSpool", testDeleteRemovesSpool},
+	{"UploadImportedOnce", testUploadImportedOnce},
+	{"SpoolCutShort", testSpoolCutShort},
+	{"ListSkipsInvalidNames", testListSkipsInvalidNames},
+	{"WriterReleasedWithItsRequest", testWriterReleasedWithItsRequest},
+	{"CancelAfterCommit", testCancelAfterCommit},
+	{"CloseFailureNotAcknowledged", testCloseFailureNotAcknowledged},
+	{"IdleImportersBounded", testIdleImportersBounded},
+}
+
+func runNodeTests(t *testing.T, node ipfs.Node) {
+	for _, tt := range nodeTests {
+		t.Run(tt.name, func(t *testing.T) { tt.f(t, node) })
+	}
+}
+
+func TestEmbedded(t *testing.T) { runNodeTests(t, embeddedNode) }
+
+func newDriver(t testing.TB, node ipfs.Node) *Driver {
 	d, err := New(node, fmt.Sprintf("/%s-%d", t.Name(), time.Now().UnixNano()), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -53,9 +80,9 @@ func newDriver(t testing.TB) *Driver {
 	return d
 }
 
-// TestSuite runs Distribution's shared storage driver suite.
-func TestSuite(t *testing.T) {
-	d := newDriver(t)
+// testSuite runs Distribution's shared storage driver suite.
+func testSuite(t *testing.T, node ipfs.Node) {
+	d := newDriver(t, node)
 	testsuites.Driver(t, func() (storagedriver.StorageDriver, error) { return d, nil }, false)
 }
 
@@ -92,11 +119,11 @@ func writeChunks(t *testing.T, d *Driver, p string, b []byte, sizes ...int) {
 	}
 }
 
-// TestChunkingDoesNotChangeCID uploads the same bytes whole and in chunks of several
+// testChunkingDoesNotChangeCID uploads the same bytes whole and in chunks of several
 // sizes, and checks that every upload ends as the DAG a plain import of the bytes gives.
-func TestChunkingDoesNotChangeCID(t *testing.T) {
+func testChunkingDoesNotChangeCID(t *testing.T, node ipfs.Node) {
 	ctx := context.Background()
-	d := newDriver(t)
+	d := newDriver(t, node)
 	b := ipfstest.Content(3<<20+12345, 7)
 	want, err := node.Add(ctx, files.NewBytesFile(b))
 	if err != nil {
@@ -119,9 +146,9 @@ func TestChunkingDoesNotChangeCID(t *testing.T) {
 	}
 }
 
-// TestUploadSurvivesRestart resumes uploads with a new driver on the same spool, as after
+// testUploadSurvivesRestart resumes uploads with a new driver on the same spool, as after
 // a restart of Disco: a short one, and one with full chunks added and one in progress.
-func TestUploadSurvivesRestart(t *testing.T) {
+func testUploadSurvivesRestart(t *testing.T, node ipfs.Node) {
 	ctx := context.Background()
 	for _, tt := range []struct {
 		b   []byte
@@ -156,8 +183,8 @@ func TestUploadSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestDeleteRemovesSpool deletes an upload's directory: what is spooled below it goes.
-func TestDeleteRemovesSpool(t *testing.T) {
+// testDeleteRemovesSpool deletes an upload's directory: what is spooled below it goes.
+func testDeleteRemovesSpool(t *testing.T, node ipfs.Node) {
 	ctx := context.Background()
 	spool := t.TempDir()
 	d, err := New(node, fmt.Sprintf("/delete-%d", time.Now().UnixNano()), spool)
@@ -215,10 +242,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// TestUploadImportedOnce checks that an upload sent in parts, with the writer closed and
+// testUploadImportedOnce checks that an upload sent in parts, with the writer closed and
 // reopened between them, is imported while it arrives: its full chunks are added before
 // Commit, and every byte is added once.
-func TestUploadImportedOnce(t *testing.T) {
+func testUploadImportedOnce(t *testing.T, node ipfs.Node) {
 	ctx := context.Background()
 	n := &countingNode{Node: node}
 	d, err := New(n, fmt.Sprintf("/once-%d", time.Now().UnixNano()), t.TempDir())
@@ -278,9 +305,9 @@ func writeChunksFrom(t *testing.T, d *Driver, p string, b []byte, off int) {
 	w.Close()
 }
 
-// TestSpoolCutShort reads a spool whose last save a crash cut short: the parts file has a
+// testSpoolCutShort reads a spool whose last save a crash cut short: the parts file has a
 // part that the chunk file does not count yet.
-func TestSpoolCutShort(t *testing.T) {
+func testSpoolCutShort(t *testing.T, node ipfs.Node) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	var lines string

@@ -103,7 +103,11 @@ func (s *spooled) importFrom(ctx context.Context, node ipfs.Node, r io.Reader) (
 	if err := s.wait(); err != nil {
 		return cid.Undef, err
 	}
-	return node.Join(ctx, s.parts)
+	c, err := node.Join(ctx, s.parts)
+	if err == nil {
+		err = ipfs.Hold(ctx, node, s.hold, c) // until Commit links it
+	}
+	return c, err
 }
 
 // importers holds the importers of uploads in progress, by path.
@@ -113,9 +117,10 @@ type importers struct {
 	m    map[string]*importer
 }
 
-// attach returns the importer for a new writer of p, whose spool is dir, starting one
-// from the spool if there is none. fresh reports an upload with nothing spooled.
-func (is *importers) attach(p, dir string) (im *importer, fresh bool, err error) {
+// attach returns the importer for a new writer of p, whose spool is dir and whose content
+// the node holds under hold, starting one from the spool if there is none. fresh reports
+// an upload with nothing spooled.
+func (is *importers) attach(p, dir, hold string) (im *importer, fresh bool, err error) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	if im = is.m[p]; im != nil && im.failed() {
@@ -136,6 +141,7 @@ func (is *importers) attach(p, dir string) (im *importer, fresh bool, err error)
 	if err != nil {
 		return nil, false, err
 	}
+	s.hold = hold
 	im = startImport(is.node, s)
 	im.attached = true
 	is.m[p] = im

@@ -10,13 +10,15 @@ import (
 	ft "github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+
+	"github.com/discoregistry/disco/internal/ipfs"
 )
 
-// TestListSkipsInvalidNames lists a directory from the network that holds entries whose
+// testListSkipsInvalidNames lists a directory from the network that holds entries whose
 // names are not path elements: List leaves them out.
-func TestListSkipsInvalidNames(t *testing.T) {
+func testListSkipsInvalidNames(t *testing.T, node ipfs.Node) {
 	ctx := context.Background()
-	d := newDriver(t)
+	d := newDriver(t, node)
 	if err := d.PutContent(ctx, "/dir/sub/f", []byte("x")); err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,7 @@ func (s spool) remove(p string) (bool, error) {
 // writes leaves parts that "chunk" does not count yet; they are dropped.
 type spooled struct {
 	dir   string
+	hold  string // what the node holds the upload's chunks under (see ipfs.Holder)
 	parts []ipfs.Part
 	saved int    // parts written to the parts file
 	chunk []byte // the chunk in progress
@@ -146,7 +147,7 @@ func (s *spooled) addChunk(ctx context.Context, node ipfs.Node) {
 			default: // the first chunk's buffer, one too many
 			}
 		}()
-		c, err := node.Add(ctx, files.NewBytesFile(b))
+		c, err := ipfs.AddHeld(ctx, node, s.hold, files.NewBytesFile(b))
 		s.mu.Lock()
 		s.parts[i].CID = c
 		s.mu.Unlock()

@@ -21,8 +21,11 @@ func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriv
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, fmt.Errorf("spool %s: %w", p, err)
 		}
+		if err := ipfs.Release(ctx, d.node, d.mfs(p)); err != nil {
+			return nil, err
+		}
 	}
-	im, fresh, err := d.imports.attach(p, dir)
+	im, fresh, err := d.imports.attach(p, dir, d.mfs(p))
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +133,7 @@ func (w *writer) Cancel(ctx context.Context) error {
 	w.cancelled = true
 	w.d.imports.drop(w.path, w.im)
 	_, err := w.d.spool.remove(w.path)
-	return err
+	return errors.Join(err, ipfs.Release(ctx, w.d.node, w.d.mfs(w.path)))
 }
 
 func (w *writer) Commit(ctx context.Context) error {
@@ -150,7 +153,8 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	w.d.touch(w.path)
 	_, err = w.d.spool.remove(w.path)
-	return err
+	// Linked, the upload needs its hold no more.
+	return errors.Join(err, ipfs.Release(ctx, w.d.node, w.d.mfs(w.path)))
 }
 
 func (w *writer) check() error {

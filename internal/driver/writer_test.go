@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/discoregistry/disco/internal/ack"
+	"github.com/discoregistry/disco/internal/ipfs"
 )
 
-// TestWriterReleasedWithItsRequest opens a writer that is never closed, as Distribution
+// testWriterReleasedWithItsRequest opens a writer that is never closed, as Distribution
 // leaves one when it refuses a PATCH for its offset: once the request is over, the upload
 // takes its next writer.
-func TestWriterReleasedWithItsRequest(t *testing.T) {
-	d := newDriver(t)
+func testWriterReleasedWithItsRequest(t *testing.T, node ipfs.Node) {
+	d := newDriver(t, node)
 	w, err := d.Writer(context.Background(), "/u/data", false)
 	if err != nil {
 		t.Fatal(err)
@@ -48,11 +49,11 @@ func TestWriterReleasedWithItsRequest(t *testing.T) {
 	}
 }
 
-// TestCancelAfterCommit cancels a committed and closed upload, as Distribution does when
+// testCancelAfterCommit cancels a committed and closed upload, as Distribution does when
 // its digest turns out wrong: what was committed goes, and Cancel succeeds.
-func TestCancelAfterCommit(t *testing.T) {
+func testCancelAfterCommit(t *testing.T, node ipfs.Node) {
 	ctx := context.Background()
-	d := newDriver(t)
+	d := newDriver(t, node)
 	w, err := d.Writer(ctx, "/u/data", false)
 	if err != nil {
 		t.Fatal(err)
@@ -70,9 +71,9 @@ func TestCancelAfterCommit(t *testing.T) {
 	}
 }
 
-// TestCloseFailureNotAcknowledged makes an upload's state impossible to save: its request
+// testCloseFailureNotAcknowledged makes an upload's state impossible to save: its request
 // hears of it, though Close's caller does not look.
-func TestCloseFailureNotAcknowledged(t *testing.T) {
+func testCloseFailureNotAcknowledged(t *testing.T, node ipfs.Node) {
 	spool := t.TempDir()
 	d, err := New(node, fmt.Sprintf("/ack-%d", time.Now().UnixNano()), spool)
 	if err != nil {
@@ -100,11 +101,11 @@ func TestCloseFailureNotAcknowledged(t *testing.T) {
 	}
 }
 
-// TestIdleImportersBounded leaves many uploads waiting for their next part: only maxIdle
+// testIdleImportersBounded leaves many uploads waiting for their next part: only maxIdle
 // of them keep an importer, and every upload goes on where it was.
-func TestIdleImportersBounded(t *testing.T) {
+func testIdleImportersBounded(t *testing.T, node ipfs.Node) {
 	ctx := context.Background()
-	d := newDriver(t)
+	d := newDriver(t, node)
 	const n = maxIdle + 10
 	for i := range n {
 		w, err := d.Writer(ctx, fmt.Sprintf("/u%d/data", i), false)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/ipfs/boxo/files"
@@ -98,7 +99,8 @@ var (
 // Import holds the parameters every Disco uses to turn bytes into a UnixFS DAG. They are
 // part of Disco's storage format: the same bytes give the same CID on every Disco and with
 // `ipfs add --cid-version=1 --raw-leaves --chunker=size-1048576 --max-file-links=1024`,
-// which is Kubo's unixfs-v1-2025 import profile (IPIP-499).
+// which is Kubo's unixfs-v1-2025 import profile (IPIP-499). Directories are basic UnixFS
+// directories until their estimated size passes HAMTThreshold, then HAMT shards.
 var Import = struct {
 	CIDVersion   int
 	HashFunction string
@@ -106,6 +108,10 @@ var Import = struct {
 	ChunkSize    int
 	MaxFileLinks int
 	Layout       string
+
+	HAMTFanout     int    // links per HAMT shard node
+	HAMTThreshold  uint64 // bytes
+	HAMTEstimation string // how a directory's size is estimated: "block", its whole block
 }{
 	CIDVersion:   1,
 	HashFunction: "sha2-256",
@@ -113,6 +119,16 @@ var Import = struct {
 	ChunkSize:    1 << 20,
 	MaxFileLinks: 1024,
 	Layout:       "balanced",
+
+	HAMTFanout:     256,
+	HAMTThreshold:  256 << 10,
+	HAMTEstimation: "block",
+}
+
+// SortEntries sorts es by name, as List returns them. Directories list their entries in
+// name order, but HAMT shards in the order of the names' hashes.
+func SortEntries(es []Entry) {
+	slices.SortFunc(es, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // IsIPFSPath reports whether p names immutable content ("/ipfs/<cid>...") rather than MFS.

@@ -65,6 +65,7 @@ func (n *Node) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", p, err)
 	}
+	ipfs.SortEntries(out)
 	return out, nil
 }
 

@@ -6,19 +6,16 @@ import (
 
 	"github.com/ipfs/boxo/files"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
-	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
-	mh "github.com/multiformats/go-multihash"
-)
 
-// cidV1 is the CID prefix of the DAG nodes Disco's import parameters make.
-var cidV1 = cid.Prefix{Version: 1, Codec: cid.DagProtobuf, MhType: mh.SHA2_256, MhLength: -1}
+	"github.com/discoregistry/disco/internal/ipfs"
+)
 
 // addDir adds a directory tree and returns its root node. It makes the same DAG as
 // Kubo's importer, which builds a whole MFS for every call: a UnixFS directory per level,
 // CID v1, files imported as Add imports them.
 func (n *Node) addDir(ctx context.Context, d files.Directory) (ipld.Node, error) {
-	dir, err := uio.NewDirectory(n.ipfs.DAG, uio.WithCidBuilder(cidV1), uio.WithMaxHAMTFanout(uio.DefaultShardWidth))
+	dir, err := uio.NewDirectory(n.ipfs.DAG, uio.WithCidBuilder(ipfs.DagPBPrefix), uio.WithMaxHAMTFanout(uio.DefaultShardWidth))
 	if err != nil {
 		return nil, err
 	}

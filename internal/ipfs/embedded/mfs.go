@@ -134,6 +134,7 @@ func (n *Node) listMFS(ctx context.Context, p string) ([]ipfs.Entry, error) {
 			out = append(out, ipfs.Entry{Name: l.Name, IsDir: l.Type == int(mfs.TDir), Size: l.Size, CID: c})
 			return nil
 		})
+		ipfs.SortEntries(out)
 		return out, err
 	})
 }

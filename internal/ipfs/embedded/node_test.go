@@ -38,29 +38,15 @@ func TestSuite(t *testing.T) {
 	ipfstest.Run(t, open(t, Options{Path: t.TempDir(), Swarm: loopback}))
 }
 
-func TestFlushedChangesSurviveRestart(t *testing.T) {
-	ctx := context.Background()
+func TestRestart(t *testing.T) {
 	o := Options{Path: t.TempDir(), Swarm: loopback}
 	n := open(t, o)
-	c := addString(t, n, "kept")
-	if err := n.Link(ctx, "/a/b", c); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	n = open(t, o)
-	r, err := n.Read(ctx, "/a/b", 0)
-	if err != nil {
-		t.Fatalf("after restart: %v", err)
-	}
-	defer r.Close()
-	if b, _ := io.ReadAll(r); string(b) != "kept" {
-		t.Errorf("after restart: %q", b)
-	}
+	ipfstest.Restart(t, n, func(t *testing.T) ipfs.Node {
+		if err := n.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		return open(t, o)
+	})
 }
 
 func TestFetchFromPeer(t *testing.T) {

@@ -1,0 +1,130 @@
+package kubo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
+	"github.com/discoregistry/disco/internal/kubotest"
+)
+
+// TestHoldSurvivesGC uploads a file as the driver does, chunk by chunk with its chunks
+// held, and runs the daemon's garbage collection between the adds and the Link, with a
+// restart of the daemon on the way: the file must be whole. A chunk added without a hold
+// goes with the first collection, and the held ones with the first after their hold is
+// released and the file unlinked, which shows that the collections collect.
+func TestHoldSurvivesGC(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, n := start(t)
+	const hold = "/disco/uploads/u1/data"
+	b := ipfstest.Content(3<<20+5, 21)
+	var parts []ipfs.Part
+	for off := 0; off < len(b); off += ipfs.Import.ChunkSize {
+		part := b[off:min(off+ipfs.Import.ChunkSize, len(b))]
+		c, err := ipfs.AddHeld(ctx, n, hold, files.NewBytesFile(part))
+		if err != nil {
+			t.Fatalf("AddHeld: %v", err)
+		}
+		parts = append(parts, ipfs.Part{CID: c, Size: int64(len(part))})
+	}
+	loose, err := n.Add(ctx, files.NewBytesFile([]byte("not held")))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d.Run("repo", "gc")
+	if has(t, d, loose) {
+		t.Fatal("a chunk that nothing held survived the garbage collection: it does not collect")
+	}
+	if err := n.Hold(ctx, "/other", loose); !errors.Is(err, ipfs.ErrNotFound) {
+		t.Errorf("Hold of collected content = %v, want ErrNotFound at once", err)
+	}
+	d.Restart()
+	d.Run("repo", "gc")
+	for _, p := range parts {
+		if !has(t, d, p.CID) {
+			t.Fatalf("held chunk %s collected", p.CID)
+		}
+	}
+
+	c, err := n.Join(ctx, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ipfs.Hold(ctx, n, hold, c); err != nil {
+		t.Fatal(err)
+	}
+	d.Run("repo", "gc")
+	if err := n.Link(ctx, "/blob", c); err != nil {
+		t.Fatalf("Link after gc: %v", err)
+	}
+	if err := ipfs.Release(ctx, n, "/disco/uploads"); err != nil { // a hold above the upload's
+		t.Fatal(err)
+	}
+	d.Run("repo", "gc")
+	if got, err := ipfs.ReadFile(ctx, n, "/blob", int64(len(b))); err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("the file after gc: %d bytes, %v; want its %d bytes", len(got), err, len(b))
+	}
+
+	if err := n.Remove(ctx, "/blob"); err != nil {
+		t.Fatal(err)
+	}
+	d.Run("repo", "gc")
+	if has(t, d, parts[0].CID) {
+		t.Error("a released and unlinked chunk survived the garbage collection")
+	}
+	if err := n.Release(ctx, "/never/held"); err != nil {
+		t.Errorf("Release of a hold never made: %v", err)
+	}
+}
+
+// has reports whether the daemon's blockstore has the block c.
+func has(t *testing.T, d *kubotest.Daemon, c cid.Cid) bool {
+	t.Helper()
+	for _, line := range strings.Fields(d.Run("refs", "local")) {
+		if l, err := cid.Decode(line); err == nil && bytes.Equal(l.Hash(), c.Hash()) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestConcurrentHolds makes holds under one new hold at once, which has the daemon make
+// its directory for several calls at the same time: every hold must be made.
+func TestConcurrentHolds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, n := start(t)
+	for round := range 4 {
+		hold := fmt.Sprintf("/race/%d/a/b/data", round)
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := range 8 {
+			wg.Go(func() {
+				_, err := ipfs.AddHeld(ctx, n, hold, files.NewBytesFile(fmt.Appendf(nil, "%d %d", round, i)))
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("AddHeld: %v", err)
+			}
+		}
+		if es, err := n.List(ctx, DefaultHoldRoot+hold); err != nil || len(es) != 8 {
+			t.Errorf("hold %s: %d entries, %v; want 8", hold, len(es), err)
+		}
+	}
+}

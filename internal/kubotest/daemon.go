@@ -1,0 +1,274 @@
+// Package kubotest runs Kubo daemons for tests, the unit tests of Disco's remote IPFS node
+// and the end-to-end tests alike, with the process helpers they share. A daemon listens on
+// free 127.0.0.1 ports only and dials nothing it is not told to: no bootstrap peers, no
+// routing, no AutoConf, no telemetry.
+package kubotest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Daemon is a Kubo daemon run by a test, with its own IPFS_PATH, API, gateway and swarm.
+// It is stopped by its PID when the test ends.
+type Daemon struct {
+	ID          string // its peer ID
+	SwarmPort   int
+	APIPort     int
+	GatewayPort int
+	Log         string // the daemon's output, across restarts
+
+	t     testing.TB
+	bin   string
+	env   []string
+	peers []string
+	proc  *os.Process
+	done  chan struct{}
+}
+
+// AddOptions are the import parameters of Disco's storage format, as ipfs add flags.
+var AddOptions = []string{"--cid-version=1", "--raw-leaves", "--chunker=size-1048576", "--max-file-links=1024"}
+
+// readyTimeout is how long a daemon may take to start.
+const readyTimeout = time.Minute
+
+// stopTimeout is how long a daemon may take to stop after SIGTERM, before SIGKILL.
+const stopTimeout = 30 * time.Second
+
+// New initialises a Kubo repository and configures it; Start runs the daemon.
+func New(t testing.TB) *Daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &Daemon{t: t, bin: Kubo.Path(t), Log: filepath.Join(dir, "kubo.log")}
+	// IPFS_TELEMETRY=off as well as the plugin's config: the telemetry plugin reports to
+	// an outside server unless told not to.
+	d.env = append(CleanEnv("IPFS_", "HOME", "LIBP2P_"),
+		"IPFS_PATH="+filepath.Join(dir, "repo"), "IPFS_TELEMETRY=off", "HOME="+dir)
+	d.Run("init", "--profile", "test", "--empty-repo")
+	ports := FreePorts(t, 3)
+	d.SwarmPort, d.APIPort, d.GatewayPort = ports[0], ports[1], ports[2]
+	for _, kv := range [][2]string{
+		{"Plugins.Plugins.telemetry.Config.Mode", `"off"`},
+		{"Addresses.Swarm", fmt.Sprintf(`["/ip4/127.0.0.1/tcp/%d"]`, d.SwarmPort)},
+		{"Addresses.API", fmt.Sprintf(`"/ip4/127.0.0.1/tcp/%d"`, d.APIPort)},
+		{"Addresses.Gateway", fmt.Sprintf(`"/ip4/127.0.0.1/tcp/%d"`, d.GatewayPort)},
+		{"Bootstrap", `[]`},
+		{"Routing.Type", `"none"`},
+		{"Routing.DelegatedRouters", `[]`},
+		{"Ipns.DelegatedPublishers", `[]`},
+		{"DNS.Resolvers", `{}`},
+		{"AutoConf.Enabled", `false`},
+		{"AutoTLS.Enabled", `false`},
+		{"AutoNAT.ServiceMode", `"disabled"`},
+		{"Discovery.MDNS.Enabled", `false`},
+		{"Swarm.DisableNatPortMap", `true`},
+		{"Swarm.RelayClient.Enabled", `false`},
+		{"Swarm.RelayService.Enabled", `false`},
+		{"Swarm.EnableHolePunching", `false`},
+		{"Swarm.Transports.Network.Relay", `false`},
+		{"Provide.Enabled", `false`},
+		{"HTTPRetrieval.Enabled", `false`},
+		{"Pubsub.Enabled", `false`},
+	} {
+		d.Run("config", "--json", kv[0], kv[1])
+	}
+	d.ID = d.Run("config", "Identity.PeerID")
+	t.Cleanup(d.cleanup)
+	return d
+}
+
+// PeerAddr is the daemon's swarm address with /p2p/<id>, for the peers of other nodes.
+func (d *Daemon) PeerAddr() string {
+	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", d.SwarmPort, d.ID)
+}
+
+// APIURL is the base URL of the daemon's RPC API.
+func (d *Daemon) APIURL() string { return fmt.Sprintf("http://127.0.0.1:%d", d.APIPort) }
+
+// APIAddr is the multiaddr of the daemon's RPC API.
+func (d *Daemon) APIAddr() string { return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", d.APIPort) }
+
+// Start runs the daemon, peered with peers (full multiaddrs with /p2p/<id>), and waits
+// until it is ready.
+func (d *Daemon) Start(peers ...string) {
+	t := d.t
+	t.Helper()
+	if d.running() {
+		t.Fatalf("ipfs daemon (PID %d) started twice", d.proc.Pid)
+	}
+	type peer struct {
+		ID    string
+		Addrs []string
+	}
+	ps := []peer{}
+	for _, p := range peers {
+		addr, id, ok := strings.Cut(p, "/p2p/")
+		if !ok {
+			t.Fatalf("peer address %s has no /p2p/<id>", p)
+		}
+		ps = append(ps, peer{ID: id, Addrs: []string{addr}})
+	}
+	b, err := json.Marshal(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Run("config", "--json", "Peering.Peers", string(b))
+	d.peers = peers
+
+	log, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, _ := log.Seek(0, io.SeekEnd)
+	cmd := exec.Command(d.bin, "daemon", "--migrate=false")
+	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, log, log
+	cmd.SysProcAttr = sysProcAttr()
+	err = cmd.Start()
+	log.Close()
+	if err != nil {
+		t.Fatalf("start ipfs daemon: %v", err)
+	}
+	d.proc, d.done = cmd.Process, make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(d.done)
+	}()
+	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(100 * time.Millisecond) {
+		if !d.running() {
+			t.Fatalf("ipfs daemon exited before it was ready; log %s:\n%s", d.Log, Tail(d.Log))
+		}
+		if b, _ := os.ReadFile(d.Log); int64(len(b)) > from && bytes.Contains(b[from:], []byte("Daemon is ready")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ipfs daemon (PID %d) not ready after %s; log %s:\n%s", d.proc.Pid, readyTimeout, d.Log, Tail(d.Log))
+		}
+	}
+}
+
+// Stop stops the daemon with SIGTERM, then SIGKILL if it has not exited within
+// stopTimeout, and waits for it to exit.
+func (d *Daemon) Stop() {
+	if !d.running() {
+		return
+	}
+	d.Resume() // a paused process takes SIGTERM only once it runs
+	d.proc.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(stopTimeout):
+		d.t.Logf("ipfs daemon (PID %d) still running %s after SIGTERM: killing it", d.proc.Pid, stopTimeout)
+		d.Kill()
+	}
+}
+
+// Kill kills the daemon with SIGKILL, as a crash would end it, and waits for it to exit.
+func (d *Daemon) Kill() {
+	if !d.running() {
+		return
+	}
+	d.proc.Signal(syscall.SIGKILL)
+	<-d.done
+}
+
+// Pause stops the daemon's process without ending it (SIGSTOP): it answers nothing, as a
+// daemon that hangs, until Resume.
+func (d *Daemon) Pause() {
+	d.t.Helper()
+	if !d.running() {
+		return
+	}
+	d.proc.Signal(syscall.SIGSTOP)
+	for deadline := time.Now().Add(10 * time.Second); !isStopped(d.proc.Pid); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("ipfs daemon (PID %d) not stopped 10s after SIGSTOP", d.proc.Pid)
+		}
+	}
+}
+
+// Resume lets a paused daemon run again (SIGCONT).
+func (d *Daemon) Resume() {
+	if d.running() {
+		d.proc.Signal(syscall.SIGCONT)
+	}
+}
+
+// Restart stops the daemon, if it runs, and starts it again with the same peers.
+func (d *Daemon) Restart() {
+	d.t.Helper()
+	d.Stop()
+	d.Start(d.peers...)
+}
+
+func (d *Daemon) running() bool {
+	if d.proc == nil {
+		return false
+	}
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Run runs ipfs with args against this node and returns its trimmed standard output.
+// While the daemon runs, the command goes through its API.
+func (d *Daemon) Run(args ...string) string {
+	d.t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(d.bin, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		d.t.Fatalf("ipfs %s: %v\n%s%s", strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
+	}
+	return strings.TrimSpace(stdout.String())
+}
+
+// Add adds a file or a directory with Disco's import parameters and returns its CID.
+func (d *Daemon) Add(path string) string {
+	d.t.Helper()
+	return d.Run(append(append([]string{"add", "-r", "-Q"}, AddOptions...), path)...)
+}
+
+func (d *Daemon) cleanup() {
+	if !d.running() {
+		return
+	}
+	d.Stop()
+	if d.t.Failed() {
+		d.t.Logf("ipfs daemon log %s, last lines:\n%s", d.Log, Tail(d.Log))
+	}
+}
+
+// FreePorts returns n distinct TCP ports free on 127.0.0.1 at the time of the call.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// Tail returns the last lines of the file at path, for a failing test's output.
+func Tail(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-40):], "\n")
+}
