@@ -1,0 +1,356 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"time"
+
+	"github.com/distribution/distribution/v3"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/discoregistry/disco/internal/global"
+	"github.com/discoregistry/disco/internal/layout"
+)
+
+// Bounds on what one repository adds, against hostile manifests from the network.
+const (
+	maxIndexDepth = 4
+	maxDescribed  = 10000 // manifests read for one repository
+)
+
+// refreshTimeout bounds the reads of one repository.
+const refreshTimeout = time.Minute
+
+// Run builds the index from the registry, then keeps it up to date, until ctx ends. The
+// registry answers meanwhile: the index fills up in the background. Run needs the app
+// built (see Middleware).
+func (ix *Index) Run(ctx context.Context) error {
+	if ix.plain == nil {
+		return errors.New("index: Run before Distribution's app was built with its middleware")
+	}
+	if err := ix.pushes.open(ix.opts.StateDir); err != nil {
+		return err
+	}
+	defer ix.pushes.close()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			name, err := ix.q.next(ctx)
+			if err != nil {
+				return
+			}
+			ix.refresh(ctx, name)
+			ix.q.done()
+		}
+	}()
+	start := time.Now()
+	enum, ok := ix.plain.(distribution.RepositoryEnumerator)
+	if !ok {
+		return errors.New("index: the registry cannot enumerate its repositories")
+	}
+	n := 0
+	err := enum.Enumerate(ctx, func(name string) error {
+		n++
+		ix.q.add(name)
+		return nil
+	})
+	if err != nil && !errors.As(err, new(storagedriver.PathNotFoundError)) {
+		ix.log.Error("index: list repositories", "err", err)
+	}
+	if err := ix.q.wait(ctx); err == nil {
+		ix.mu.Lock()
+		ix.ready = true
+		names := make(map[string]bool, len(ix.repos))
+		for name := range ix.repos {
+			names[name] = true
+		}
+		ix.mu.Unlock()
+		ix.pushes.keep(func(name string) bool { return names[name] })
+		st := ix.Status()
+		ix.log.Info("index built", "repositories", st.Repositories, "manifests", st.Manifests,
+			"truncated", st.Truncated, "took", time.Since(start).Round(time.Millisecond))
+	}
+	<-done
+	return nil
+}
+
+// refresh reads the repository name from the registry and puts what it holds in the
+// index, or drops it if it is gone.
+func (ix *Index) refresh(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	defer cancel()
+	tags, described, err := ix.read(ctx, name)
+	if errors.Is(err, errGone) {
+		ix.drop(name)
+		return
+	}
+	if err != nil {
+		ix.log.Warn("index: read repository", "repository", name, "err", err)
+		return
+	}
+	ix.store(name, tags, described)
+	if global.IsDigestName(name) {
+		// The digest repository is tagged with the CID: that repository is new too.
+		pushed := ix.pushes.get(name)
+		for _, t := range tags {
+			if _, ok := global.ParseCIDName(t.Name); ok {
+				if !pushed.IsZero() {
+					ix.pushes.record(t.Name, pushed)
+				}
+				if !ix.has(t.Name) {
+					ix.q.add(t.Name)
+				}
+			}
+		}
+	}
+}
+
+var errGone = errors.New("repository is gone")
+
+// read returns the tags of the repository name and the manifests they name that the
+// index does not describe yet.
+func (ix *Index) read(ctx context.Context, name string) ([]Tag, map[digest.Digest]*Manifest, error) {
+	named, err := reference.WithName(name)
+	if err != nil {
+		return nil, nil, errGone // not a name Distribution would hold
+	}
+	repo, err := ix.plain.Repository(ctx, named)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts := repo.Tags(ctx)
+	names, err := ts.All(ctx)
+	if errors.As(err, new(distribution.ErrRepositoryUnknown)) {
+		// No tags: the repository is there as long as its manifests are.
+		_, err := ix.driver.Stat(ctx, path.Join(layout.Layout{}.Repository(name), "_manifests"))
+		if errors.As(err, new(storagedriver.PathNotFoundError)) {
+			return nil, nil, errGone
+		}
+		return nil, nil, err
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var tags []Tag
+	for _, t := range names {
+		desc, err := ts.Get(ctx, t)
+		if errors.As(err, new(distribution.ErrTagUnknown)) {
+			continue // untagged meanwhile
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("tag %s: %w", t, err)
+		}
+		tags = append(tags, Tag{Name: t, Digest: desc.Digest})
+	}
+	slices.SortFunc(tags, func(a, b Tag) int { return compareNames(a.Name, b.Name) })
+	ms, err := repo.Manifests(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	described := map[digest.Digest]*Manifest{}
+	for _, t := range tags {
+		if _, known := ix.Manifest(t.Digest); !known {
+			if err := describe(ctx, ms, t.Digest, described, 0); err != nil {
+				ix.log.Warn("index: read manifest", "repository", name, "manifest", t.Digest, "err", err)
+			}
+		}
+	}
+	return tags, described, nil
+}
+
+// describe reads the manifest d, and those an index lists, into out.
+func describe(ctx context.Context, ms distribution.ManifestService, d digest.Digest, out map[digest.Digest]*Manifest, depth int) error {
+	if _, ok := out[d]; ok {
+		return nil
+	}
+	if depth > maxIndexDepth || len(out) >= maxDescribed {
+		return fmt.Errorf("manifest %s: too deep or too many manifests", d)
+	}
+	m, err := ms.Get(ctx, d)
+	if err != nil {
+		return err
+	}
+	_, payload, err := m.Payload()
+	if err != nil {
+		return err
+	}
+	f, err := ParseManifest(payload)
+	if err != nil {
+		return err
+	}
+	s := &Manifest{Digest: d, MediaType: f.MediaType, ArtifactType: f.Type(), Kind: f.Kind()}
+	out[d] = s
+	if f.Config != nil {
+		s.Blobs = append(s.Blobs, Blob{Digest: f.Config.Digest, Size: f.Config.Size})
+	}
+	for _, l := range f.Layers {
+		s.Blobs = append(s.Blobs, Blob{Digest: l.Digest, Size: l.Size})
+	}
+	sizes := map[digest.Digest]int64{}
+	for _, b := range s.Blobs {
+		sizes[b.Digest] = b.Size
+	}
+	for _, c := range f.Manifests {
+		if c.Digest.Validate() != nil {
+			continue
+		}
+		s.Children = append(s.Children, c.Digest)
+		if err := describe(ctx, ms, c.Digest, out, depth+1); err != nil {
+			return err
+		}
+		for _, b := range out[c.Digest].Blobs {
+			sizes[b.Digest] = b.Size
+		}
+	}
+	for _, size := range sizes {
+		s.Size += size
+	}
+	return nil
+}
+
+// store puts the repository name, tagged tags, in the index, with the manifests
+// described for it.
+func (ix *Index) store(name string, tags []Tag, described map[digest.Digest]*Manifest) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	old, known := ix.repos[name]
+	cost := 0
+	if !known {
+		cost++
+	}
+	if known {
+		cost += len(tags) - len(old.tags)
+	} else {
+		cost += len(tags)
+	}
+	var added []digest.Digest
+	for d, m := range described {
+		if _, ok := ix.manifests[d]; !ok {
+			cost += 1 + len(m.Blobs) + len(m.Children)
+			added = append(added, d)
+		}
+	}
+	if ix.entries+cost > ix.opts.MaxEntries {
+		if !ix.truncated {
+			ix.log.Warn("index: full, leaving out repositories and manifests", "entries", ix.entries)
+		}
+		ix.truncated = true
+		if !known {
+			return
+		}
+		added = nil // keep the repository's tags up to date, without their manifests
+	}
+	for _, d := range added {
+		m := described[d]
+		ix.manifests[d] = &manifest{Manifest: *m}
+		ix.entries += 1 + len(m.Blobs) + len(m.Children)
+		for _, b := range m.Blobs {
+			ix.users[b.Digest] = append(ix.users[b.Digest], d)
+		}
+		for _, c := range m.Children {
+			ix.users[c] = append(ix.users[c], d)
+		}
+	}
+	held := make([]bool, len(tags))
+	for i, t := range tags {
+		if m, ok := ix.manifests[t.Digest]; ok {
+			tags[i].Digest = m.Digest // one copy of the string
+			ix.hold(t.Digest)
+			held[i] = true
+		}
+	}
+	if known {
+		ix.unhold(old)
+		ix.entries += len(tags) - len(old.tags)
+		old.tags, old.held = tags, held
+	} else {
+		ix.repos[name] = &repo{name: name, tags: tags, held: held}
+		i, _ := slices.BinarySearchFunc(ix.names, name, compareNames)
+		ix.names = slices.Insert(ix.names, i, name)
+		ix.entries += 1 + len(tags)
+	}
+	for _, d := range added {
+		if m, ok := ix.manifests[d]; ok && m.holders == 0 {
+			ix.remove(m)
+		}
+	}
+}
+
+// drop takes the repository name out of the index.
+func (ix *Index) drop(name string) {
+	ix.pushes.forget(name)
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	r, ok := ix.repos[name]
+	if !ok {
+		return
+	}
+	ix.unhold(r)
+	delete(ix.repos, name)
+	if i, found := slices.BinarySearchFunc(ix.names, name, compareNames); found {
+		ix.names = slices.Delete(ix.names, i, i+1)
+	}
+	ix.entries -= 1 + len(r.tags)
+}
+
+// unhold releases the manifests the tags of r hold.
+func (ix *Index) unhold(r *repo) {
+	for i, t := range r.tags {
+		if r.held[i] {
+			ix.release(t.Digest)
+		}
+	}
+}
+
+// hold counts one more holder of the manifest d: a tag, or an index listing it.
+func (ix *Index) hold(d digest.Digest) {
+	m, ok := ix.manifests[d]
+	if !ok {
+		return
+	}
+	if m.holders++; m.holders == 1 {
+		for _, c := range m.Children {
+			ix.hold(c)
+		}
+	}
+}
+
+// release counts one holder less of the manifest d, and removes it when none is left.
+func (ix *Index) release(d digest.Digest) {
+	m, ok := ix.manifests[d]
+	if !ok {
+		return
+	}
+	if m.holders--; m.holders == 0 {
+		for _, c := range m.Children {
+			ix.release(c)
+		}
+		ix.remove(m)
+	}
+}
+
+func (ix *Index) remove(m *manifest) {
+	delete(ix.manifests, m.Digest)
+	ix.entries -= 1 + len(m.Blobs) + len(m.Children)
+	unuse := func(d digest.Digest) {
+		us := slices.DeleteFunc(ix.users[d], func(u digest.Digest) bool { return u == m.Digest })
+		if len(us) == 0 {
+			delete(ix.users, d)
+		} else {
+			ix.users[d] = us
+		}
+	}
+	for _, b := range m.Blobs {
+		unuse(b.Digest)
+	}
+	for _, c := range m.Children {
+		unuse(c)
+	}
+}
