@@ -34,7 +34,7 @@ func (ix *Index) Run(ctx context.Context) error {
 		return errors.New("index: Run before Distribution's app was built with its middleware")
 	}
 	if err := ix.pushes.open(ix.opts.StateDir); err != nil {
-		return err
+		ix.log.Warn("index: push times are kept in memory only", "err", err)
 	}
 	defer ix.pushes.close()
 
@@ -271,7 +271,7 @@ func (ix *Index) store(name string, tags []Tag, described map[digest.Digest]*Man
 		ix.entries += len(tags) - len(old.tags)
 		old.tags, old.held = tags, held
 	} else {
-		ix.repos[name] = &repo{name: name, tags: tags, held: held}
+		ix.repos[name] = &repo{name: name, kind: kindOf(name), tags: tags, held: held}
 		i, _ := slices.BinarySearchFunc(ix.names, name, compareNames)
 		ix.names = slices.Insert(ix.names, i, name)
 		ix.entries += 1 + len(tags)

@@ -77,6 +77,9 @@ type Repository struct {
 	Tags []Tag // sorted by name
 	// Pushed is the last time a tag was pushed to it, zero if not known.
 	Pushed time.Time
+	// Cloned is set for a repository named by a CID whose digest repository is not here:
+	// it was cloned from the network rather than pushed here.
+	Cloned bool
 }
 
 // Tag is a tag and the manifest it points at.
@@ -106,8 +109,28 @@ type Blob struct {
 
 type repo struct {
 	name string
+	kind nameKind
 	tags []Tag
 	held []bool // whether tags[i] counts as a holder of its manifest
+}
+
+// nameKind says whether a repository is named by Disco's global addressing.
+type nameKind uint8
+
+const (
+	pushedName nameKind = iota
+	digestName
+	cidName
+)
+
+func kindOf(name string) nameKind {
+	if global.IsDigestName(name) {
+		return digestName
+	}
+	if _, ok := global.ParseCIDName(name); ok {
+		return cidName
+	}
+	return pushedName
 }
 
 type manifest struct {
@@ -185,21 +208,25 @@ func (ix *Index) Repositories(q Query) (page []Repository, more bool) {
 			more = true
 			break
 		}
-		page = append(page, Repository{Name: r.name, Tags: r.tags})
+		page = append(page, ix.repository(r))
 	}
 	ix.mu.RUnlock()
 	ix.pushes.fill(page)
 	return page, more
 }
 
+func (ix *Index) repository(r *repo) Repository {
+	return Repository{Name: r.name, Tags: r.tags, Cloned: r.kind == cidName && !ix.given(r)}
+}
+
 // given reports whether r holds one of the names Disco gives an image pushed here: its
 // digest, or its CID when the digest repository is here too (a CID repository alone was
 // cloned, and is the image's only name here).
 func (ix *Index) given(r *repo) bool {
-	if global.IsDigestName(r.name) {
+	switch r.kind {
+	case digestName:
 		return true
-	}
-	if _, ok := global.ParseCIDName(r.name); !ok {
+	case pushedName:
 		return false
 	}
 	for _, t := range r.tags {
@@ -216,7 +243,7 @@ func (ix *Index) Repository(name string) (Repository, bool) {
 	r, ok := ix.repos[name]
 	var out Repository
 	if ok {
-		out = Repository{Name: r.name, Tags: r.tags}
+		out = ix.repository(r)
 	}
 	ix.mu.RUnlock()
 	if ok {

@@ -63,10 +63,10 @@ func (m ManifestFields) Kind() Kind {
 	return KindImage
 }
 
-// Type is the artifact type of m: its artifactType, else its config's media type for an
-// artifact, as the referrers API gives it.
+// Type is the artifact type of an artifact: its artifactType, else its config's media
+// type, as the referrers API gives it. It is empty for an image or an index without one.
 func (m ManifestFields) Type() string {
-	if m.ArtifactType != "" || m.Config == nil || m.Kind() == KindIndex {
+	if m.ArtifactType != "" || m.Kind() != KindArtifact {
 		return m.ArtifactType
 	}
 	return m.Config.MediaType
