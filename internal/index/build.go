@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3"
+	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -26,11 +27,20 @@ const (
 // refreshTimeout bounds the reads of one repository.
 const refreshTimeout = time.Minute
 
+// source is what the index reads repositories from: a registry, and its driver.
+type source struct {
+	reg    distribution.Namespace
+	driver storagedriver.StorageDriver
+}
+
 // Run builds the index from the registry, then keeps it up to date, until ctx ends. The
 // registry answers meanwhile: the index fills up in the background. Run needs the app
 // built (see Middleware).
+//
+// The build reads a snapshot of the registry (Options.Snapshot), if it has one; a
+// repository changed meanwhile is read from the live registry instead.
 func (ix *Index) Run(ctx context.Context) error {
-	if ix.plain == nil {
+	if ix.live.reg == nil {
 		return errors.New("index: Run before Distribution's app was built with its middleware")
 	}
 	if err := ix.pushes.open(ix.opts.StateDir); err != nil {
@@ -38,32 +48,41 @@ func (ix *Index) Run(ctx context.Context) error {
 	}
 	defer ix.pushes.close()
 
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			name, err := ix.q.next(ctx)
-			if err != nil {
-				return
-			}
-			ix.refresh(ctx, name)
-			ix.q.done()
-		}
-	}()
 	start := time.Now()
-	enum, ok := ix.plain.(distribution.RepositoryEnumerator)
+	built := ix.snapshot(ctx)
+	enum, ok := built.reg.(distribution.RepositoryEnumerator)
 	if !ok {
 		return errors.New("index: the registry cannot enumerate its repositories")
 	}
-	n := 0
 	err := enum.Enumerate(ctx, func(name string) error {
-		n++
-		ix.q.add(name)
+		ix.q.addBuilt(name)
 		return nil
 	})
 	if err != nil && !errors.As(err, new(storagedriver.PathNotFoundError)) {
 		ix.log.Error("index: list repositories", "err", err)
 	}
+	// The worker starts once every repository of the snapshot is queued: a change seen
+	// meanwhile has its repository read live instead (queue.put), and one seen later
+	// is read after the snapshot's reading of it.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			name, live, err := ix.q.next(ctx)
+			if err != nil {
+				return
+			}
+			src := built
+			if live || built.reg == nil {
+				src = ix.live
+			}
+			ix.refresh(ctx, name, src, live)
+			ix.q.done()
+			if built.reg != nil && ix.Status().Ready {
+				built = source{} // done with the snapshot
+			}
+		}
+	}()
 	if err := ix.q.wait(ctx); err == nil {
 		ix.mu.Lock()
 		ix.ready = true
@@ -81,18 +100,40 @@ func (ix *Index) Run(ctx context.Context) error {
 	return nil
 }
 
-// refresh reads the repository name from the registry and puts what it holds in the
-// index, or drops it if it is gone.
-func (ix *Index) refresh(ctx context.Context, name string) {
+// snapshot returns the source the build reads: a snapshot, or else the live registry.
+func (ix *Index) snapshot(ctx context.Context) source {
+	if ix.opts.Snapshot == nil {
+		return ix.live
+	}
+	d, err := ix.opts.Snapshot(ctx)
+	if err != nil || d == nil {
+		if err != nil {
+			ix.log.Warn("index: no snapshot of the registry, reading it live", "err", err)
+		}
+		return ix.live
+	}
+	reg, err := storage.NewRegistry(ctx, d)
+	if err != nil {
+		ix.log.Warn("index: no snapshot of the registry, reading it live", "err", err)
+		return ix.live
+	}
+	return source{reg: reg, driver: d}
+}
+
+// refresh reads the repository name from src and puts what it holds in the index, or
+// drops it if it is gone. live says whether src is the live registry.
+func (ix *Index) refresh(ctx context.Context, name string, src source, live bool) {
 	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 	defer cancel()
-	tags, described, err := ix.read(ctx, name)
+	tags, described, err := ix.read(ctx, src, name)
 	if errors.Is(err, errGone) {
 		ix.drop(name)
 		return
 	}
 	if err != nil {
-		ix.log.Warn("index: read repository", "repository", name, "err", err)
+		if ctx.Err() == nil {
+			ix.log.Warn("index: read repository", "repository", name, "err", err)
+		}
 		return
 	}
 	ix.store(name, tags, described)
@@ -104,7 +145,7 @@ func (ix *Index) refresh(ctx context.Context, name string) {
 				if !pushed.IsZero() {
 					ix.pushes.record(t.Name, pushed)
 				}
-				if !ix.has(t.Name) {
+				if live && !ix.has(t.Name) {
 					ix.q.add(t.Name)
 				}
 			}
@@ -116,12 +157,12 @@ var errGone = errors.New("repository is gone")
 
 // read returns the tags of the repository name and the manifests they name that the
 // index does not describe yet.
-func (ix *Index) read(ctx context.Context, name string) ([]Tag, map[digest.Digest]*Manifest, error) {
+func (ix *Index) read(ctx context.Context, src source, name string) ([]Tag, map[digest.Digest]*Manifest, error) {
 	named, err := reference.WithName(name)
 	if err != nil {
 		return nil, nil, errGone // not a name Distribution would hold
 	}
-	repo, err := ix.plain.Repository(ctx, named)
+	repo, err := src.reg.Repository(ctx, named)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -129,7 +170,7 @@ func (ix *Index) read(ctx context.Context, name string) ([]Tag, map[digest.Diges
 	names, err := ts.All(ctx)
 	if errors.As(err, new(distribution.ErrRepositoryUnknown)) {
 		// No tags: the repository is there as long as its manifests are.
-		_, err := ix.driver.Stat(ctx, path.Join(layout.Layout{}.Repository(name), "_manifests"))
+		_, err := src.driver.Stat(ctx, path.Join(layout.Layout{}.Repository(name), "_manifests"))
 		if errors.As(err, new(storagedriver.PathNotFoundError)) {
 			return nil, nil, errGone
 		}

@@ -44,7 +44,11 @@ type Options struct {
 	StateDir string
 	// MaxEntries bounds the index (DefaultMaxEntries when 0).
 	MaxEntries int
-	Log        *slog.Logger
+	// Snapshot, if set, returns a read-only driver over the registry's storage as it is
+	// at the call, for the start-up build to read instead of the live driver; nil, nil
+	// when there is nothing to read yet.
+	Snapshot func(ctx context.Context) (storagedriver.StorageDriver, error)
+	Log      *slog.Logger
 }
 
 // Index is the registry's index. Build it with New, add its Middleware to Distribution's
@@ -55,9 +59,8 @@ type Index struct {
 	q    queue
 
 	// Set when Distribution builds its app (see Middleware).
-	ns     distribution.Namespace // the app's namespace, through this middleware
-	plain  distribution.Namespace // a registry over the same driver: reads that never clone
-	driver storagedriver.StorageDriver
+	ns   distribution.Namespace // the app's namespace, through this middleware
+	live source                 // a registry over the same driver: reads that never clone
 
 	pushes *pushLog
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/storage"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -335,5 +336,41 @@ func TestIndexBuild(t *testing.T) {
 	}
 	if repo, _ := second.Index.Repository("multi"); !repo.Pushed.IsZero() {
 		t.Errorf("multi, pushed while no index ran, has push time %v, want none", repo.Pushed)
+	}
+}
+
+// TestIndexBuildFromSnapshot builds the index from a snapshot older than the live
+// registry: what is only in the snapshot is taken in, and a repository pushed to while
+// the build began keeps what the push made of it.
+func TestIndexBuildFromSnapshot(t *testing.T) {
+	t.Parallel()
+	old := inmemory.New()
+	ns, err := storage.NewRegistry(context.Background(), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &indextest.Registry{NS: ns}
+	snap.Push(t, "app", "v1", randomImage(t))
+	snap.Push(t, "only/in/snapshot", "v1", randomImage(t))
+
+	started, pushed := make(chan struct{}), make(chan struct{})
+	r := indextest.New(t, index.Options{Snapshot: func(context.Context) (storagedriver.StorageDriver, error) {
+		close(started)
+		<-pushed
+		return old, nil
+	}}, nil)
+	<-started
+	d := r.Push(t, "app", "v1", randomImage(t))
+	close(pushed)
+	for deadline := time.Now().Add(time.Minute); !r.Index.Status().Ready; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("index not ready after a minute: %+v", r.Index.Status())
+		}
+	}
+	if repo, _ := r.Index.Repository("app"); !slices.Equal(tagList(repo), []string{"v1=" + short(d)}) {
+		t.Errorf("app: %v, want v1=%s as pushed while the build began, not as in the snapshot", tagList(repo), short(d))
+	}
+	if _, ok := r.Index.Repository("only/in/snapshot"); !ok {
+		t.Error("the index lacks a repository of the snapshot")
 	}
 }

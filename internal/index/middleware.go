@@ -52,7 +52,7 @@ func (ix *Index) Wrap(ctx context.Context, ns distribution.Namespace, driver sto
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	ix.plain, ix.driver = plain, driver
+	ix.live = source{reg: plain, driver: driver}
 	ix.ns = namespace{Namespace: ns, ix: ix}
 	return ix.ns, nil
 }

@@ -6,10 +6,11 @@ import (
 )
 
 // queue holds the names of repositories to read again, each once, in the order they
-// came. One worker takes them, so that two reads of one repository never race.
+// came. One worker takes them, so that two reads of one repository never race. A name is
+// to be read from the live registry if anything but the start-up build asked for it.
 type queue struct {
 	mu      sync.Mutex
-	pending map[string]bool
+	pending map[string]bool // by name: whether to read it live
 	order   []string
 	busy    bool
 	wake    chan struct{}
@@ -22,16 +23,23 @@ func newQueue() queue {
 	return queue{pending: map[string]bool{}, wake: make(chan struct{}, 1), idle: idle}
 }
 
-func (q *queue) add(name string) {
+// add asks for the repository name to be read from the live registry.
+func (q *queue) add(name string) { q.put(name, true) }
+
+// addBuilt asks for the repository name to be read by the start-up build.
+func (q *queue) addBuilt(name string) { q.put(name, false) }
+
+func (q *queue) put(name string, live bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.pending[name] {
+	if was, ok := q.pending[name]; ok {
+		q.pending[name] = was || live
 		return
 	}
 	if len(q.order) == 0 && !q.busy {
 		q.idle = make(chan struct{})
 	}
-	q.pending[name] = true
+	q.pending[name] = live
 	q.order = append(q.order, name)
 	select {
 	case q.wake <- struct{}{}:
@@ -39,24 +47,26 @@ func (q *queue) add(name string) {
 	}
 }
 
-// next waits for a name to read and marks the queue busy until done.
-func (q *queue) next(ctx context.Context) (string, error) {
+// next waits for a name to read, and whether to read it live, and marks the queue busy
+// until done.
+func (q *queue) next(ctx context.Context) (name string, live bool, err error) {
 	for {
 		q.mu.Lock()
 		if len(q.order) > 0 {
 			name := q.order[0]
 			q.order[0] = ""
 			q.order = q.order[1:]
+			live := q.pending[name]
 			delete(q.pending, name)
 			q.busy = true
 			q.mu.Unlock()
-			return name, nil
+			return name, live, nil
 		}
 		q.mu.Unlock()
 		select {
 		case <-q.wake:
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", false, ctx.Err()
 		}
 	}
 }
