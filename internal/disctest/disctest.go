@@ -42,13 +42,21 @@ type Disco struct {
 	Host    string
 	Node    *embedded.Node
 	Metrics *prometheus.Registry
+	stop    func()
 }
 
 // Start starts a Disco with the extra YAML (under the top level) and IPFS peers.
 func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 	t.Helper()
+	return StartIn(t, t.TempDir(), extra, peers...)
+}
+
+// StartIn starts a Disco whose HOME, which holds its IPFS node and uploads, is home: a
+// Disco started again in the same home finds what the previous one held. It stops when
+// the test or benchmark ends, or when Stop is called.
+func StartIn(t testing.TB, home, extra string, peers ...*Disco) *Disco {
+	t.Helper()
 	quietLibrary.Do(func() { logrus.SetOutput(io.Discard) }) // Distribution's request logs
-	home := t.TempDir()
 	yaml := "log: {level: warn, accesslog: {disabled: true}}\nstorage:\n  delete: {enabled: true}\n" + extra
 	c, err := config.Parse([]byte(yaml), func(k string) string {
 		return map[string]string{"HOME": home, "DISCO_PORT": "0"}[k]
@@ -91,15 +99,20 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx, ln) }()
-	t.Cleanup(func() {
+	d := &Disco{Host: ln.Addr().String(), Node: node, Metrics: metrics}
+	d.stop = sync.OnceFunc(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 		node.Close()
 	})
-	return &Disco{Host: ln.Addr().String(), Node: node, Metrics: metrics}
+	t.Cleanup(d.stop)
+	return d
 }
+
+// Stop stops the Disco and closes its node.
+func (d *Disco) Stop() { d.stop() }
 
 func (d *Disco) Ref(t *testing.T, s string) name.Reference {
 	t.Helper()

@@ -23,6 +23,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/auth"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/listener"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	metrics "github.com/docker/go-metrics"
 	gorhandlers "github.com/gorilla/handlers"
 
@@ -64,7 +65,14 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, g *global.Glob
 	var ix *index.Index
 	if cfg.UI.Enabled {
 		// Last, to see what global does too.
-		ix = index.New(index.Options{StateDir: cfg.IPFS.Uploads, Log: log})
+		ix = index.New(index.Options{StateDir: cfg.IPFS.Uploads, Log: log,
+			Snapshot: func(ctx context.Context) (storagedriver.StorageDriver, error) {
+				d, err := driver.Snapshot(ctx, node, cfg.IPFS.RootDirectory)
+				if errors.Is(err, ipfs.ErrNotFound) {
+					return nil, nil // nothing stored yet
+				}
+				return d, err
+			}})
 		reg.Middleware["registry"] = append(reg.Middleware["registry"], ix.Middleware())
 	}
 	if reg.HTTP.Secret == "" {
