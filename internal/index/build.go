@@ -312,9 +312,10 @@ func (ix *Index) store(name string, tags []Tag, described map[digest.Digest]*Man
 		ix.entries += len(tags) - len(old.tags)
 		old.tags, old.held = tags, held
 	} else {
-		ix.repos[name] = &repo{name: name, kind: kindOf(name), tags: tags, held: held}
-		i, _ := slices.BinarySearchFunc(ix.names, name, compareNames)
-		ix.names = slices.Insert(ix.names, i, name)
+		r := &repo{name: name, kind: kindOf(name), tags: tags, held: held}
+		ix.repos[name] = r
+		i, _ := slices.BinarySearchFunc(ix.sorted, name, byName)
+		ix.sorted = slices.Insert(ix.sorted, i, r)
 		ix.entries += 1 + len(tags)
 	}
 	for _, d := range added {
@@ -335,8 +336,8 @@ func (ix *Index) drop(name string) {
 	}
 	ix.unhold(r)
 	delete(ix.repos, name)
-	if i, found := slices.BinarySearchFunc(ix.names, name, compareNames); found {
-		ix.names = slices.Delete(ix.names, i, i+1)
+	if i, found := slices.BinarySearchFunc(ix.sorted, name, byName); found {
+		ix.sorted = slices.Delete(ix.sorted, i, i+1)
 	}
 	ix.entries -= 1 + len(r.tags)
 }

@@ -3,8 +3,11 @@
 // manifests use a digest. Distribution has no such lookups short of walking its storage.
 //
 // The registry's files are the source of truth; the index is derived from them. It is
-// built from them at start-up, in the background, and kept up to date by a registry
-// middleware that sees tags, untags, deletes and clones. A change is applied a moment
+// built from them at start-up, in the background (from a snapshot, when it is given a
+// way to take one), and kept up to date by a registry middleware that sees tags,
+// untags, deletes and clones. Nothing of it is persisted but push times: rebuilding it
+// costs a read of the registry, and a persisted copy would have to be checked against
+// the registry anyway, which changes by other ways too (gc, a restored node). A change is applied a moment
 // after the request that made it (Sync waits for that). Until the first build is done
 // (Status.Ready), or when the memory bound is reached (Status.Truncated), the index may
 // lack repositories or manifests: a caller that needs an exact answer, such as a future
@@ -34,8 +37,8 @@ import (
 )
 
 // DefaultMaxEntries bounds the index: repositories, tags, manifests and the blobs they
-// list, each counted once. An entry takes about 100 bytes (see the benchmark), so the
-// default keeps the index under about 100 MiB.
+// list, each counted once. An entry takes about 150 bytes (ui's BenchmarkPages/build
+// measures it), so the default keeps the index under about 150 MiB.
 const DefaultMaxEntries = 1_000_000
 
 // Options configure an Index.
@@ -66,7 +69,7 @@ type Index struct {
 
 	mu        sync.RWMutex
 	repos     map[string]*repo
-	names     []string // sorted as Distribution's catalog sorts them
+	sorted    []*repo // as Distribution's catalog sorts them
 	manifests map[digest.Digest]*manifest
 	users     map[digest.Digest][]digest.Digest // blob or child manifest → manifests listing it
 	entries   int
@@ -198,12 +201,12 @@ func (ix *Index) Repositories(q Query) (page []Repository, more bool) {
 		q.Limit = 100
 	}
 	ix.mu.RLock()
-	i, found := slices.BinarySearchFunc(ix.names, q.After, compareNames)
+	i, found := slices.BinarySearchFunc(ix.sorted, q.After, byName)
 	if found {
 		i++
 	}
-	for ; i < len(ix.names); i++ {
-		r := ix.repos[ix.names[i]]
+	for ; i < len(ix.sorted); i++ {
+		r := ix.sorted[i]
 		if !strings.Contains(r.name, q.Match) || !q.Global && ix.given(r) {
 			continue
 		}
@@ -312,8 +315,9 @@ func (ix *Index) Uses(d digest.Digest) (uses []Use, more bool) {
 		}
 		return out
 	}
-	for _, name := range ix.names {
-		for _, t := range ix.repos[name].tags {
+	for _, r := range ix.sorted {
+		name := r.name
+		for _, t := range r.tags {
 			if _, ok := up[t.Digest]; !ok {
 				continue
 			}
@@ -328,6 +332,8 @@ func (ix *Index) Uses(d digest.Digest) (uses []Use, more bool) {
 	}
 	return uses, false
 }
+
+func byName(r *repo, name string) int { return compareNames(r.name, name) }
 
 // compareNames orders repository names as Distribution's catalog does: by path
 // component, so that "a/b" comes before "a-b".
