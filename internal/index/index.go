@@ -5,19 +5,19 @@
 // The registry's files are the source of truth; the index is derived from them. It is
 // built from them at start-up, in the background (from a snapshot, when it is given a
 // way to take one), and kept up to date by a registry middleware that sees tags,
-// untags, deletes and clones. Nothing of it is persisted but push times: rebuilding it
-// costs a read of the registry, and a persisted copy would have to be checked against
-// the registry anyway, which changes by other ways too (gc, a restored node). A change is applied a moment
-// after the request that made it (Sync waits for that). Until the first build is done
-// (Status.Ready), or when the memory bound is reached (Status.Truncated), the index may
-// lack repositories or manifests: a caller that needs an exact answer, such as a future
-// _catalog or tags/list answered from here, reads the registry instead. What the index
-// does hold is never older than the last change it has applied; writes that bypass
-// Distribution (a CID repository refused and removed by global) are caught up by Refresh,
-// which callers use when the registry tells them something the index did not know.
+// untags, deletes and clones. A change is applied a moment after the request that made
+// it (Sync waits for that). Until the first build is done (Status.Ready), or once the
+// memory bound is reached (Status.Truncated), the index may lack repositories or
+// manifests: a caller that needs an exact answer, such as a future _catalog or tags/list
+// answered from here, reads the registry instead. What the index holds is never older
+// than the last change it has applied; a write that bypasses Distribution (global
+// removing a CID repository it refused) is caught up by Refresh, which callers use when
+// the registry tells them something the index did not know.
 //
-// The one thing the registry's files do not record is when something was pushed (MFS
-// keeps no times), so the index keeps push times in a small file of its own (pushes.go).
+// Nothing of the index is persisted but push times, the one thing the registry's files
+// do not record (MFS keeps no times; see pushes.go). Rebuilding it costs a read of the
+// registry, and a persisted copy would have to be checked against the registry anyway,
+// which also changes by other ways (disco gc, a restored node).
 package index
 
 import (

@@ -34,14 +34,14 @@ type listPage struct {
 // serveList lists the repositories whose names contain match, a page at a time.
 func (u *UI) serveList(w http.ResponseWriter, r *http.Request, match string) {
 	q := r.URL.Query()
-	global := q.Get("global") == "1"
-	repos, more := u.opts.Index.Repositories(index.Query{After: q.Get("after"), Limit: pageSize, Match: match, Global: global})
+	all := q.Get("global") == "1"
+	repos, more := u.opts.Index.Repositories(index.Query{After: q.Get("after"), Limit: pageSize, Match: match, Global: all})
 	page := "list"
 	if match != "" {
 		page = "search"
 	}
-	p := listPage{frame: u.frame(r, page, "Repositories"), Repos: repos, Global: global}
-	link := func(after string, global bool) string {
+	p := listPage{frame: u.frame(r, page, "Repositories"), Repos: repos, Global: all}
+	link := func(after string, all bool) string {
 		v := url.Values{}
 		if match != "" {
 			v.Set("q", match)
@@ -49,7 +49,7 @@ func (u *UI) serveList(w http.ResponseWriter, r *http.Request, match string) {
 		if after != "" {
 			v.Set("after", after)
 		}
-		if global {
+		if all {
 			v.Set("global", "1")
 		}
 		path := u.url("")
@@ -62,9 +62,9 @@ func (u *UI) serveList(w http.ResponseWriter, r *http.Request, match string) {
 		return path + "?" + v.Encode()
 	}
 	if more {
-		p.Next = link(repos[len(repos)-1].Name, global)
+		p.Next = link(repos[len(repos)-1].Name, all)
 	}
-	p.Toggle = link("", !global)
+	p.Toggle = link("", !all)
 	u.render(w, r, http.StatusOK, "list", p)
 }
 
@@ -159,6 +159,9 @@ func shown(uses []index.Use) []index.Use {
 // isCID reports whether s is a CID: one that names a repository (v1, base32), or any
 // other form of a CID, such as v0, which serveCID turns into that one.
 func isCID(s string) bool {
+	if len(s) < 46 { // the shortest: a CID v0 of sha256
+		return false
+	}
 	_, err := cid.Decode(s)
 	return err == nil
 }
