@@ -135,6 +135,12 @@ func (a *API) serveReferrers(w http.ResponseWriter, r *http.Request, name, subje
 	}
 }
 
+// Referrers lists the descriptors of the manifests in the repository name that have
+// subject as their subject, sorted by digest, as the referrers API does.
+func (a *API) Referrers(ctx context.Context, name string, subject digest.Digest) ([]v1.Descriptor, error) {
+	return a.referrers(ctx, name, subject)
+}
+
 // referrers lists the descriptors of the manifests in the repository name that have
 // subject as their subject, sorted by digest. A link whose manifest has been deleted since
 // is left out; a GET changes nothing.

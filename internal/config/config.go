@@ -37,6 +37,8 @@ type Config struct {
 	IPFS IPFS
 	// Disco is the disco section.
 	Disco Disco
+	// UI is the ui section.
+	UI UI
 }
 
 // IPFS is the storage.ipfs section.
@@ -110,6 +112,12 @@ func parseBytes(s string) (Bytes, error) {
 	return Bytes(v), nil
 }
 
+// UI is the ui section: the web page on the registry port.
+type UI struct {
+	// Enabled serves the page (default true).
+	Enabled bool `yaml:"enabled"`
+}
+
 // Path returns the file to read: $REGISTRY_CONFIGURATION_PATH, else ~/.disco/config.yaml.
 // explicit reports whether the environment named it.
 func Path(getenv func(string) string) (path string, explicit bool) {
@@ -157,7 +165,9 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 			IPFS IPFS `yaml:"ipfs"`
 		} `yaml:"storage"`
 		Disco Disco `yaml:"disco"`
+		UI    UI    `yaml:"ui"`
 	}
+	ours.UI.Enabled = true
 	if err := doc.Decode(&ours); err != nil {
 		return nil, err
 	}
@@ -169,7 +179,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{Registry: reg, IPFS: ours.Storage.IPFS, Disco: ours.Disco}
+	c := &Config{Registry: reg, IPFS: ours.Storage.IPFS, Disco: ours.Disco, UI: ours.UI}
 	if err := c.resolve(getenv); err != nil {
 		return nil, err
 	}

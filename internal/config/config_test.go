@@ -100,6 +100,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"http:\n  addr: nonsense\n", "", "http.addr"},
 		{"", "70000", "DISCO_PORT"},
 		{"disco:\n  noclone: maybe\n", "", "disco.noclone"},
+		{"ui:\n  enable: false\n", "", `"ui.enable"`},
+		{"ui:\n  enabled: no-thanks\n", "", "ui.enabled"},
 		{"storage:\n  tag:\n    concurrencylimit: lots\n", "", "storage.tag.concurrencylimit"},
 		{"- a\n- b\n", "", "mapping"},
 	} {
@@ -153,5 +155,25 @@ func TestDiscoSection(t *testing.T) {
 	}
 	if _, err := Parse([]byte("disco:\n  clonetimeout: soon\n"), env(nil)); err == nil || !strings.Contains(err.Error(), "disco.clonetimeout") {
 		t.Errorf("a bad duration gave %v", err)
+	}
+}
+
+func TestUISection(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want bool
+	}{
+		{"", true},
+		{"ui: {}\n", true},
+		{"ui:\n  enabled: true\n", true},
+		{"ui:\n  enabled: false\n", false},
+	} {
+		c, err := Parse([]byte(tt.yaml), env(nil))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tt.yaml, err)
+		}
+		if c.UI.Enabled != tt.want {
+			t.Errorf("Parse(%q): ui.enabled %v, want %v", tt.yaml, c.UI.Enabled, tt.want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 type file struct {
 	configuration.Configuration `yaml:",inline"`
 	Disco                       Disco `yaml:"disco"`
+	UI                          UI    `yaml:"ui"`
 }
 
 // storageSchema lists the keys under storage, which Distribution reads as free-form maps.

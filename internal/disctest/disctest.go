@@ -42,10 +42,19 @@ type Disco struct {
 	Metrics *prometheus.Registry
 	Uploads string       // the local directory of uploads in progress
 	Store   driver.Store // the registry's storage
+	stop    func()
 }
 
 // Start starts a Disco with the extra YAML (under the top level) and IPFS peers.
 func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
+	t.Helper()
+	return StartIn(t, t.TempDir(), extra, peers...)
+}
+
+// StartIn starts a Disco whose HOME, which holds its IPFS node and uploads, is home: a
+// Disco started again in the same home finds what the previous one held. It stops when
+// the test or benchmark ends, or when Stop is called.
+func StartIn(t testing.TB, home, extra string, peers ...*Disco) *Disco {
 	t.Helper()
 	quietLibrary.Do(func() { logrus.SetOutput(io.Discard) }) // Distribution's request logs
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -62,7 +71,6 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 	if err != nil {
 		t.Fatal(err)
 	}
-	home := t.TempDir()
 	yaml := "log: {level: warn, accesslog: {disabled: true}}\nstorage:\n  delete: {enabled: true}\n" +
 		"  ipfs: {node: " + string(node) + "}\n" + extra
 	c, err := config.Parse([]byte(yaml), func(k string) string {
@@ -72,7 +80,7 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 		t.Fatal(err)
 	}
 	metrics := prometheus.NewRegistry()
-	d, err := app.Open(ctx, c, app.Options{Metrics: metrics})
+	a, err := app.Open(ctx, c, app.Options{Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,16 +90,21 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 	}
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Server.Serve(sctx, ln) }()
-	t.Cleanup(func() {
+	go func() { done <- a.Server.Serve(sctx, ln) }()
+	d := &Disco{Host: ln.Addr().String(), Node: a.Node, Metrics: metrics, Uploads: c.IPFS.Uploads, Store: a.Store}
+	d.stop = sync.OnceFunc(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		d.Close()
+		a.Close()
 	})
-	return &Disco{Host: ln.Addr().String(), Node: d.Node, Metrics: metrics, Uploads: c.IPFS.Uploads, Store: d.Store}
+	t.Cleanup(d.stop)
+	return d
 }
+
+// Stop stops the Disco and closes its node.
+func (d *Disco) Stop() { d.stop() }
 
 func (d *Disco) Ref(t *testing.T, s string) name.Reference {
 	t.Helper()

@@ -62,6 +62,7 @@ var nodeTests = []struct {
 	{"CancelAfterCommit", testCancelAfterCommit},
 	{"CloseFailureNotAcknowledged", testCloseFailureNotAcknowledged},
 	{"IdleImportersBounded", testIdleImportersBounded},
+	{"Snapshot", testSnapshot},
 }
 
 func runNodeTests(t *testing.T, node ipfs.Node) {

@@ -22,6 +22,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/listener"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	metrics "github.com/docker/go-metrics"
 	gorhandlers "github.com/gorilla/handlers"
 
@@ -29,7 +30,9 @@ import (
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/global"
+	"github.com/discoregistry/disco/internal/index"
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/ui"
 )
 
 const defaultDrainTimeout = 30 * time.Second
@@ -41,6 +44,7 @@ type Server struct {
 	http   *http.Server
 	debug  *http.Server
 	health *health.Registry
+	index  *index.Index // nil with ui.enabled false
 	log    *slog.Logger
 }
 
@@ -54,6 +58,19 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.S
 		reg.Middleware = map[string][]configuration.Middleware{}
 	}
 	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware())
+	var ix *index.Index
+	if cfg.UI.Enabled {
+		// Last, to see what global does too.
+		ix = index.New(index.Options{StateDir: cfg.IPFS.Uploads, Log: log,
+			Snapshot: func(ctx context.Context) (storagedriver.StorageDriver, error) {
+				d, err := driver.Snapshot(ctx, node, cfg.IPFS.RootDirectory)
+				if errors.Is(err, ipfs.ErrNotFound) {
+					return nil, nil // nothing stored yet
+				}
+				return d, err
+			}})
+		reg.Middleware["registry"] = append(reg.Middleware["registry"], ix.Middleware())
+	}
 	if reg.HTTP.Secret == "" {
 		secret, err := uploadSecret(cfg.IPFS.Uploads)
 		if err != nil {
@@ -69,7 +86,7 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.S
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, app: app, health: health.NewRegistry(), log: log}
+	s := &Server{cfg: cfg, app: app, health: health.NewRegistry(), index: ix, log: log}
 	app.RegisterHealthChecks(s.health)
 	s.health.Register("ipfs", health.CheckFunc(func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -87,6 +104,13 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.S
 	h = api.Errors(h, reg.HTTP.Prefix)
 	h = authenticate(h, ac, reg.HTTP.Prefix)
 	h = s.withHealth(h)
+	if ix != nil {
+		page, err := newUI(reg, ac, ix, ext, log)
+		if err != nil {
+			return nil, err
+		}
+		h = page.Handler(h)
+	}
 	h = recoverPanics(h, log)
 	if !reg.Log.AccessLog.Disabled {
 		h = gorhandlers.CombinedLoggingHandler(os.Stdout, h)
@@ -107,6 +131,15 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.S
 		s.debug = &http.Server{Addr: reg.HTTP.Debug.Addr, Handler: s.debugMux(), ReadHeaderTimeout: time.Minute}
 	}
 	return s, nil
+}
+
+// newUI builds the web page, guarded by the registry's access controller ac, if any.
+func newUI(reg *configuration.Configuration, ac *onceController, ix *index.Index, ext *api.API, log *slog.Logger) (*ui.UI, error) {
+	o := ui.Options{Index: ix, Namespace: ix.Namespace(), Referrers: ext.Referrers, Prefix: reg.HTTP.Prefix, Log: log}
+	if ac != nil {
+		o.Access = ac
+	}
+	return ui.New(o)
 }
 
 // newApp builds Distribution's app, which panics on settings it cannot use.
@@ -131,6 +164,20 @@ func (s *Server) Listen() (net.Listener, error) {
 // Serve serves on ln until ctx ends, then shuts down gracefully: requests in flight get
 // http.draintimeout (default 30s) to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.index != nil {
+		ictx, stop := context.WithCancel(ctx)
+		indexDone := make(chan struct{})
+		defer func() {
+			stop()
+			<-indexDone
+		}()
+		go func() {
+			defer close(indexDone)
+			if err := s.index.Run(ictx); err != nil {
+				s.log.Error("index stopped: the web page lists nothing", "err", err)
+			}
+		}()
+	}
 	errs := make(chan error, 2)
 	go func() {
 		if s.http.TLSConfig != nil {
@@ -166,7 +213,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// withHealth answers "/" (the process is up) and /debug/health (its checks pass).
+// withHealth answers "/" (the process is up) and /debug/health (its checks pass). A
+// browser's GET / goes to the web page instead (ui.UI.Handler), when it is on.
 func (s *Server) withHealth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {

@@ -110,3 +110,69 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
 }
+
+// TestWebPage checks where the web page is served, and that a GET / that does not ask
+// for HTML still answers as a liveness check. Not in parallel: Kubo's node constructor
+// writes package variables, which the race detector sees when two nodes start at once.
+func TestWebPage(t *testing.T) {
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(t *testing.T, url string, browser bool) (int, string, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if browser {
+			req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Location"), string(b)
+	}
+	for _, tc := range []struct {
+		name, yaml, page string // page: where the page is, "" for none
+	}{
+		{"on by default", "", "/ui/"},
+		{"off", "ui: {enabled: false}\n", ""},
+		{"under http.prefix", "http: {prefix: /registry/}\n", "/registry/ui/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := disctest.Start(t, tc.yaml)
+			if tc.page == "/ui/" {
+				img, _ := random.Image(1024, 1)
+				d.Push(t, "app/x:v1", img)
+			}
+			if code, _, body := do(t, d.URL("/"), false); code != http.StatusOK || body != "" {
+				t.Errorf("GET / for a liveness check: %d %q, want 200 and no body", code, body)
+			}
+			code, loc, _ := do(t, d.URL("/"), true)
+			switch {
+			case tc.page == "" && code != http.StatusOK:
+				t.Errorf("a browser's GET / with the page off: %d, want 200", code)
+			case tc.page != "" && (code != http.StatusFound || loc != tc.page):
+				t.Errorf("a browser's GET /: %d to %q, want a redirect to %s", code, loc, tc.page)
+			}
+			if tc.page == "" {
+				if code, _, _ := do(t, d.URL("/ui/"), true); code != http.StatusNotFound {
+					t.Errorf("GET /ui/ with the page off: %d, want 404", code)
+				}
+				return
+			}
+			code, _, body := do(t, d.URL(tc.page), true)
+			if code != http.StatusOK || !strings.Contains(body, "<h1>Repositories</h1>") {
+				t.Errorf("GET %s: %d, want the repository list:\n%s", tc.page, code, body)
+			}
+			if tc.page != "/ui/" {
+				return // nothing pushed
+			}
+			// The push shows a moment after it is answered.
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, `href="/ui/r/app/x"`); time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("10s after pushing app/x, GET /ui/ gives:\n%s", body)
+				}
+				_, _, body = do(t, d.URL(tc.page), true)
+			}
+		})
+	}
+}
