@@ -15,12 +15,12 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/discoregistry/disco/internal/app"
 	"github.com/discoregistry/disco/internal/config"
-	"github.com/discoregistry/disco/internal/ipfs/embedded"
 )
 
 const usage = `usage: disco [serve | version | id | gc]
@@ -74,18 +74,26 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	}
 }
 
+// printID prints the identity of each IPFS node, as one JSON object each.
 func printID(getenv func(string) string, stdout io.Writer) error {
 	c, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
-	id, err := embedded.ReadIdentity(app.NodeOptions(c, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ids, err := app.Identities(ctx, c)
 	if err != nil {
 		return err
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(id)
+	for _, id := range ids {
+		if err := enc.Encode(id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func serve(getenv func(string) string, stderr io.Writer) (err error) {

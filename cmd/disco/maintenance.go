@@ -14,7 +14,6 @@ import (
 
 	"github.com/discoregistry/disco/internal/app"
 	"github.com/discoregistry/disco/internal/config"
-	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/gc"
 )
 
@@ -63,11 +62,7 @@ func collectGarbage(args []string, getenv func(string) string, stdout io.Writer)
 		if *dryRun {
 			return nil
 		}
-		keep, err := driver.SpooledParts(m.Uploads)
-		if err != nil {
-			return fmt.Errorf("uploads in progress: %w", err)
-		}
-		blocks, err := m.Node.CollectGarbage(ctx, keep)
+		blocks, err := m.CollectGarbage(ctx)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
+	"github.com/discoregistry/disco/internal/ipfs/kubo"
 	"github.com/discoregistry/disco/internal/server"
 )
 
@@ -36,20 +37,42 @@ type Disco struct {
 	close func() error
 }
 
-// Open starts the IPFS node and builds the registry on it. Close stops the node.
+// Open starts the embedded IPFS node, or connects to the Kubo daemon
+// storage.ipfs.router.nodes names, and builds the registry on it. Close stops the node.
 func Open(ctx context.Context, c *config.Config, o Options) (*Disco, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	node, err := embedded.Open(ctx, NodeOptions(c, o.Log))
+	node, closeNode, err := openNode(ctx, c, o.Log, false)
 	if err != nil {
 		return nil, err
 	}
-	d := &Disco{Node: node, close: node.Close}
+	d := &Disco{Node: node, close: closeNode}
 	if err := d.build(ctx, c, o); err != nil {
 		return nil, errors.Join(err, d.Close())
 	}
 	return d, nil
+}
+
+// openNode opens the node c configures: a Kubo daemon's, or the embedded one, offline
+// for maintenance if asked.
+func openNode(ctx context.Context, c *config.Config, log *slog.Logger, offline bool) (ipfs.Node, func() error, error) {
+	if nodes := c.IPFS.Router.Nodes; len(nodes) > 0 {
+		n, err := kubo.New(ctx, nodes[0].URL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("storage.ipfs.router.nodes[0]: %w", err)
+		}
+		return n, n.Close, nil
+	}
+	open := embedded.Open
+	if offline {
+		open = embedded.OpenOffline
+	}
+	n, err := open(ctx, NodeOptions(c, log))
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, n.Close, nil
 }
 
 func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
@@ -95,24 +118,56 @@ func NodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
 
 // Offline is a Disco's storage opened for maintenance, with Disco stopped.
 type Offline struct {
-	Node    *embedded.Node
+	Node    ipfs.Node
 	Store   *driver.Driver
 	Uploads string // the local directory of uploads in progress
+
+	close func() error
 }
 
-// OpenOffline opens the storage c configures with no networking. It fails while Disco
-// runs.
+// OpenOffline opens the storage c configures, the embedded node with no networking. It
+// fails while Disco runs on the embedded node; on a Kubo daemon, stopping Disco is the
+// operator's part.
 func OpenOffline(ctx context.Context, c *config.Config) (*Offline, error) {
-	node, err := embedded.OpenOffline(ctx, NodeOptions(c, nil))
+	node, closeNode, err := openNode(ctx, c, nil, true)
 	if err != nil {
 		return nil, err
 	}
 	store, err := driver.New(node, c.IPFS.RootDirectory, c.IPFS.Uploads)
 	if err != nil {
-		return nil, errors.Join(err, node.Close())
+		return nil, errors.Join(err, closeNode())
 	}
-	return &Offline{Node: node, Store: store, Uploads: c.IPFS.Uploads}, nil
+	return &Offline{Node: node, Store: store, Uploads: c.IPFS.Uploads, close: closeNode}, nil
+}
+
+// CollectGarbage has the node remove the blocks nothing uses, keeping those of uploads in
+// progress.
+func (o *Offline) CollectGarbage(ctx context.Context) (ipfs.GCStats, error) {
+	col, ok := o.Node.(ipfs.Collector)
+	if !ok {
+		return ipfs.GCStats{}, errors.New("this node cannot collect its garbage")
+	}
+	keep, err := driver.SpooledParts(o.Uploads)
+	if err != nil {
+		return ipfs.GCStats{}, fmt.Errorf("uploads in progress: %w", err)
+	}
+	return col.CollectGarbage(ctx, keep)
 }
 
 // Close checkpoints what was changed and closes the node.
-func (o *Offline) Close() error { return o.Node.Close() }
+func (o *Offline) Close() error { return o.close() }
+
+// Identities returns the identity of each node c configures, whether or not Disco runs.
+func Identities(ctx context.Context, c *config.Config) ([]ipfs.Identity, error) {
+	if len(c.IPFS.Router.Nodes) == 0 {
+		id, err := embedded.ReadIdentity(NodeOptions(c, nil))
+		return []ipfs.Identity{id}, err
+	}
+	node, closeNode, err := openNode(ctx, c, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	defer closeNode()
+	id, err := node.Identity(ctx)
+	return []ipfs.Identity{id}, err
+}

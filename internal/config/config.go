@@ -45,7 +45,8 @@ type Config struct {
 type IPFS struct {
 	// Node configures the embedded IPFS node.
 	Node Node `yaml:"node"`
-	// Router lists remote Kubo nodes (the original Disco's storage.ipfs.router).
+	// Router lists Kubo daemons to keep the registry in, by the URL of their RPC API (the
+	// original Disco's storage.ipfs.router); with none, the embedded node is used.
 	Router struct {
 		Nodes []struct {
 			URL string `yaml:"url"`
@@ -240,9 +241,13 @@ func (c *Config) resolve(getenv func(string) string) error {
 	if c.IPFS.Node.Swarm == nil {
 		c.IPFS.Node.Swarm = []string{"/ip4/127.0.0.1/tcp/4001"}
 	}
-	if len(c.IPFS.Router.Nodes) > 0 {
-		return errors.New("storage.ipfs.router.nodes: remote Kubo nodes are not supported yet; " +
-			"remove the key to use the embedded node (storage.ipfs.node)")
+	for i, n := range c.IPFS.Router.Nodes {
+		if n.URL == "" {
+			return fmt.Errorf("storage.ipfs.router.nodes[%d].url: the RPC API of a Kubo daemon is needed, such as http://127.0.0.1:5001", i)
+		}
+	}
+	if len(c.IPFS.Router.Nodes) > 1 {
+		return errors.New("storage.ipfs.router.nodes: several nodes are not supported yet; name one")
 	}
 	for key, set := range map[string]bool{
 		"storage.ipfs.cache":     c.IPFS.Cache != nil,

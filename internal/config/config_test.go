@@ -94,7 +94,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"storage:\n  ipfs:\n    nod: {}\n", "", `"storage.ipfs.nod"`},
 		{"storage:\n  delete:\n    enable: true\n", "", `"storage.delete.enable"`},
 		{"disco:\n  noclon: true\n", "", `"disco.noclon"`},
-		{"storage:\n  ipfs:\n    router:\n      nodes:\n        - url: http://localhost:5001\n", "", "storage.ipfs.router.nodes"},
+		{"storage:\n  ipfs:\n    router:\n      nodes:\n        - {}\n", "", "storage.ipfs.router.nodes[0].url"},
 		{"storage:\n  ipfs:\n    redirect: https://x\n", "", "storage.ipfs.redirect"},
 		{"log:\n  formatter: xml\n", "", "log.formatter"},
 		{"http:\n  addr: nonsense\n", "", "http.addr"},

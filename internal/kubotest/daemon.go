@@ -92,6 +92,14 @@ func (d *Daemon) PeerAddr() string {
 	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", d.SwarmPort, d.ID)
 }
 
+// SetAPIPort has the daemon serve its RPC API on port of 127.0.0.1 from its next start,
+// for a configuration that names a fixed URL.
+func (d *Daemon) SetAPIPort(port int) {
+	d.t.Helper()
+	d.APIPort = port
+	d.Run("config", "--json", "Addresses.API", fmt.Sprintf(`"/ip4/127.0.0.1/tcp/%d"`, port))
+}
+
 // APIURL is the base URL of the daemon's RPC API.
 func (d *Daemon) APIURL() string { return fmt.Sprintf("http://127.0.0.1:%d", d.APIPort) }
 
