@@ -18,7 +18,7 @@ import (
 )
 
 // offline runs f on the registry's storage, opened with Disco stopped.
-func offline(getenv func(string) string, f func(ctx context.Context, m *app.Offline) error) error {
+func offline(getenv func(string) string, f func(ctx context.Context, m *app.Storage) error) error {
 	c, err := config.Load(getenv)
 	if err != nil {
 		return err
@@ -44,7 +44,7 @@ func collectGarbage(args []string, getenv func(string) string, stdout io.Writer)
 	if fs.NArg() > 0 {
 		return fmt.Errorf("gc: unexpected arguments %q", fs.Args())
 	}
-	return offline(getenv, func(ctx context.Context, m *app.Offline) error {
+	return offline(getenv, func(ctx context.Context, m *app.Storage) error {
 		stats, err := gc.Sweep(ctx, m.Store, *dryRun, func(d digest.Digest, size int64) {
 			if *dryRun {
 				fmt.Fprintf(stdout, "%s %d\n", d, size)
@@ -77,7 +77,7 @@ func remove(refs []string, getenv func(string) string, stdout io.Writer) error {
 	if len(refs) == 0 {
 		return errors.New("rm: name the images to remove: name:tag, name@digest, a digest or a CID")
 	}
-	return offline(getenv, func(ctx context.Context, m *app.Offline) error {
+	return offline(getenv, func(ctx context.Context, m *app.Storage) error {
 		for _, ref := range refs {
 			d, err := gc.Resolve(ctx, m.Store, ref)
 			if err != nil {

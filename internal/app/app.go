@@ -1,5 +1,6 @@
-// Package app builds a Disco from its configuration: its IPFS node, global addressing and
-// the registry server, the way cmd/disco runs them and tests start them.
+// Package app builds a Disco from its configuration: its IPFS nodes, the registry's
+// storage over them, global addressing and the registry server, the way cmd/disco runs
+// them and tests start them.
 package app
 
 import (
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/discoregistry/disco/internal/config"
@@ -16,6 +18,7 @@ import (
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
 	"github.com/discoregistry/disco/internal/ipfs/kubo"
+	"github.com/discoregistry/disco/internal/router"
 	"github.com/discoregistry/disco/internal/server"
 )
 
@@ -29,60 +32,32 @@ type Options struct {
 
 // Disco is a Disco ready to serve.
 type Disco struct {
-	Node   ipfs.Node
-	Store  driver.Store
+	*Storage
 	Global *global.Global
 	Server *server.Server
-
-	close func() error
 }
 
-// Open starts the embedded IPFS node, or connects to the Kubo daemon
-// storage.ipfs.router.nodes names, and builds the registry on it. Close stops the node.
+// Open starts the embedded IPFS node, or connects to the Kubo daemons
+// storage.ipfs.router.nodes names, and builds the registry on them. Close stops them.
 func Open(ctx context.Context, c *config.Config, o Options) (*Disco, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	node, closeNode, err := openNode(ctx, c, o.Log, false)
+	s, err := openStorage(ctx, c, o.Log, false)
 	if err != nil {
 		return nil, err
 	}
-	d := &Disco{Node: node, close: closeNode}
+	d := &Disco{Storage: s}
 	if err := d.build(ctx, c, o); err != nil {
 		return nil, errors.Join(err, d.Close())
 	}
 	return d, nil
 }
 
-// openNode opens the node c configures: a Kubo daemon's, or the embedded one, offline
-// for maintenance if asked.
-func openNode(ctx context.Context, c *config.Config, log *slog.Logger, offline bool) (ipfs.Node, func() error, error) {
-	if nodes := c.IPFS.Router.Nodes; len(nodes) > 0 {
-		n, err := kubo.New(ctx, nodes[0].URL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("storage.ipfs.router.nodes[0]: %w", err)
-		}
-		return n, n.Close, nil
-	}
-	open := embedded.Open
-	if offline {
-		open = embedded.OpenOffline
-	}
-	n, err := open(ctx, NodeOptions(c, log))
-	if err != nil {
-		return nil, nil, err
-	}
-	return n, n.Close, nil
-}
-
 func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
-	store, err := driver.New(d.Node, c.IPFS.RootDirectory, c.IPFS.Uploads)
-	if err != nil {
-		return err
-	}
 	g, err := global.New(global.Options{
 		Node:         d.Node,
-		Store:        store,
+		Store:        d.Store,
 		HashesOnly:   c.Disco.HashesOnly,
 		NoClone:      c.Disco.NoClone,
 		CloneTimeout: c.Disco.CloneTimeout,
@@ -94,68 +69,134 @@ func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, c, d.Node, store, g, o.Log)
+	srv, err := server.New(ctx, c, server.Backend{Nodes: d.Nodes, Store: d.Store, Global: g, Snapshot: d.snapshot(c)}, o.Log)
 	if err != nil {
 		return err
 	}
-	d.Store, d.Global, d.Server = store, g, srv
+	d.Global, d.Server = g, srv
 	return nil
 }
 
-// Close stops the IPFS node.
-func (d *Disco) Close() error {
-	if err := d.close(); err != nil {
-		return fmt.Errorf("close ipfs node: %w", err)
+// Storage is the registry's storage: its IPFS nodes and the Store over them.
+type Storage struct {
+	// Node is the first node, which global addressing fetches from the network with.
+	Node ipfs.Node
+	// Nodes are all the nodes, one unless several Kubo daemons are configured.
+	Nodes []ipfs.Node
+	Store driver.Store
+	// Uploads is the local directory of uploads in progress.
+	Uploads string
+
+	closers []func() error
+}
+
+// openStorage opens the nodes c configures, Kubo daemons' or the embedded one (offline,
+// for maintenance, if asked), and the Store over them.
+func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offline bool) (s *Storage, err error) {
+	s = &Storage{Uploads: c.IPFS.Uploads}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.Close())
+		}
+	}()
+	var routed []router.Node
+	for i, n := range c.IPFS.Router.Nodes {
+		node, err := kubo.New(ctx, n.URL)
+		if err != nil {
+			return nil, fmt.Errorf("storage.ipfs.router.nodes[%d]: %w", i, err)
+		}
+		s.closers = append(s.closers, node.Close)
+		store, err := driver.New(node, c.IPFS.RootDirectory, c.IPFS.Uploads)
+		if err != nil {
+			return nil, err
+		}
+		s.Nodes = append(s.Nodes, node)
+		routed = append(routed, router.Node{Name: n.URL, Store: store, IPFS: node})
 	}
-	return nil
-}
-
-// NodeOptions are the embedded node's options from storage.ipfs.node.
-func NodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
-	n := c.IPFS.Node
-	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Log: log}
-}
-
-// Offline is a Disco's storage opened for maintenance, with Disco stopped.
-type Offline struct {
-	Node    ipfs.Node
-	Store   *driver.Driver
-	Uploads string // the local directory of uploads in progress
-
-	close func() error
-}
-
-// OpenOffline opens the storage c configures, the embedded node with no networking. It
-// fails while Disco runs on the embedded node; on a Kubo daemon, stopping Disco is the
-// operator's part.
-func OpenOffline(ctx context.Context, c *config.Config) (*Offline, error) {
-	node, closeNode, err := openNode(ctx, c, nil, true)
-	if err != nil {
+	if len(routed) == 0 {
+		open := embedded.Open
+		if offline {
+			open = embedded.OpenOffline
+		}
+		node, err := open(ctx, NodeOptions(c, log))
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, node.Close)
+		store, err := driver.New(node, c.IPFS.RootDirectory, c.IPFS.Uploads)
+		if err != nil {
+			return nil, err
+		}
+		s.Nodes = append(s.Nodes, node)
+		routed = append(routed, router.Node{Store: store, IPFS: node})
+	}
+	s.Node = s.Nodes[0]
+	if len(routed) == 1 {
+		s.Store = routed[0].Store
+		return s, nil
+	}
+	if s.Store, err = router.New(routed); err != nil {
 		return nil, err
 	}
-	store, err := driver.New(node, c.IPFS.RootDirectory, c.IPFS.Uploads)
-	if err != nil {
-		return nil, errors.Join(err, closeNode())
-	}
-	return &Offline{Node: node, Store: store, Uploads: c.IPFS.Uploads, close: closeNode}, nil
+	return s, nil
 }
 
-// CollectGarbage has the node remove the blocks nothing uses, keeping those of uploads in
-// progress.
-func (o *Offline) CollectGarbage(ctx context.Context) (ipfs.GCStats, error) {
-	col, ok := o.Node.(ipfs.Collector)
-	if !ok {
-		return ipfs.GCStats{}, errors.New("this node cannot collect its garbage")
+// snapshot returns how the index reads the registry as it was: by CID, on the one node;
+// over several nodes, it reads the registry as it is.
+func (s *Storage) snapshot(c *config.Config) func(context.Context) (storagedriver.StorageDriver, error) {
+	if len(s.Nodes) > 1 {
+		return nil
 	}
-	keep, err := driver.SpooledParts(o.Uploads)
+	return func(ctx context.Context) (storagedriver.StorageDriver, error) {
+		d, err := driver.Snapshot(ctx, s.Node, c.IPFS.RootDirectory)
+		if errors.Is(err, ipfs.ErrNotFound) {
+			return nil, nil // nothing stored yet
+		}
+		return d, err
+	}
+}
+
+// Close closes the nodes.
+func (s *Storage) Close() error {
+	var errs []error
+	for _, f := range s.closers {
+		if err := f(); err != nil {
+			errs = append(errs, fmt.Errorf("close ipfs node: %w", err))
+		}
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// OpenOffline opens the storage c configures for maintenance, with Disco stopped: the
+// embedded node with no networking, which fails while Disco runs on it; on Kubo daemons,
+// stopping Disco is the operator's part.
+func OpenOffline(ctx context.Context, c *config.Config) (*Storage, error) {
+	return openStorage(ctx, c, nil, true)
+}
+
+// CollectGarbage has every node remove the blocks nothing uses, keeping those of uploads
+// in progress.
+func (s *Storage) CollectGarbage(ctx context.Context) (ipfs.GCStats, error) {
+	keep, err := driver.SpooledParts(s.Uploads)
 	if err != nil {
 		return ipfs.GCStats{}, fmt.Errorf("uploads in progress: %w", err)
 	}
-	return col.CollectGarbage(ctx, keep)
+	var total ipfs.GCStats
+	for _, n := range s.Nodes {
+		col, ok := n.(ipfs.Collector)
+		if !ok {
+			return total, errors.New("this node cannot collect its garbage")
+		}
+		stats, err := col.CollectGarbage(ctx, keep)
+		total.Blocks += stats.Blocks
+		total.Freed += stats.Freed
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
-
-// Close checkpoints what was changed and closes the node.
-func (o *Offline) Close() error { return o.close() }
 
 // Identities returns the identity of each node c configures, whether or not Disco runs.
 func Identities(ctx context.Context, c *config.Config) ([]ipfs.Identity, error) {
@@ -163,11 +204,24 @@ func Identities(ctx context.Context, c *config.Config) ([]ipfs.Identity, error) 
 		id, err := embedded.ReadIdentity(NodeOptions(c, nil))
 		return []ipfs.Identity{id}, err
 	}
-	node, closeNode, err := openNode(ctx, c, nil, false)
-	if err != nil {
-		return nil, err
+	var ids []ipfs.Identity
+	for i, n := range c.IPFS.Router.Nodes {
+		node, err := kubo.New(ctx, n.URL)
+		if err != nil {
+			return ids, fmt.Errorf("storage.ipfs.router.nodes[%d]: %w", i, err)
+		}
+		id, err := node.Identity(ctx)
+		node.Close()
+		if err != nil {
+			return ids, err
+		}
+		ids = append(ids, id)
 	}
-	defer closeNode()
-	id, err := node.Identity(ctx)
-	return []ipfs.Identity{id}, err
+	return ids, nil
+}
+
+// NodeOptions are the embedded node's options from storage.ipfs.node.
+func NodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
+	n := c.IPFS.Node
+	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Log: log}
 }

@@ -246,8 +246,12 @@ func (c *Config) resolve(getenv func(string) string) error {
 			return fmt.Errorf("storage.ipfs.router.nodes[%d].url: the RPC API of a Kubo daemon is needed, such as http://127.0.0.1:5001", i)
 		}
 	}
-	if len(c.IPFS.Router.Nodes) > 1 {
-		return errors.New("storage.ipfs.router.nodes: several nodes are not supported yet; name one")
+	seen := map[string]bool{}
+	for i, n := range c.IPFS.Router.Nodes {
+		if seen[n.URL] {
+			return fmt.Errorf("storage.ipfs.router.nodes[%d].url: %s is named twice", i, n.URL)
+		}
+		seen[n.URL] = true
 	}
 	for key, set := range map[string]bool{
 		"storage.ipfs.cache":     c.IPFS.Cache != nil,

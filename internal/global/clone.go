@@ -80,7 +80,8 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 	defer func() { g.observeClone(name, start, err) }()
 
 	g.log.Info("cloning", "cid", name)
-	if err := g.node.Fetch(ctx, c); err != nil {
+	node := g.nodeFor(layout.Repository(name))
+	if err := node.Fetch(ctx, c); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return errcode.ErrorCodeNameUnknown.WithDetail(
 				fmt.Sprintf("no IPFS node answered for %s within %s", name, g.opts.CloneTimeout))
@@ -88,7 +89,7 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
 	root := "/ipfs/" + name
-	dj, err := ipfs.ReadFile(ctx, g.node, root+"/"+discoJSONName, maxDiscoJSON)
+	dj, err := ipfs.ReadFile(ctx, node, root+"/"+discoJSONName, maxDiscoJSON)
 	if err != nil {
 		return refused(name, err)
 	}
@@ -96,7 +97,7 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 	if err != nil {
 		return refused(name, err)
 	}
-	links, err := readLinks(ctx, g.node, root)
+	links, err := readLinks(ctx, node, root)
 	if err != nil {
 		return refused(name, err)
 	}
@@ -154,7 +155,8 @@ func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) 
 	if !c.Defined() {
 		return nil, fmt.Errorf("no CID for %s", d)
 	}
-	b, err := ipfs.ReadFile(ctx, g.node, "/ipfs/"+c.String(), maxManifestSize)
+	node := g.nodeFor(layout.Blob(d))
+	b, err := ipfs.ReadFile(ctx, node, "/ipfs/"+c.String(), maxManifestSize)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +166,7 @@ func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) 
 	have, err := g.exists(ctx, layout.Blob(d))
 	if err == nil && !have {
 		// Added again, the manifest gets its canonical CID (one block, or a few).
-		if c, err = g.node.Add(ctx, files.NewBytesFile(b)); err == nil {
+		if c, err = node.Add(ctx, files.NewBytesFile(b)); err == nil {
 			err = g.store.Link(ctx, layout.Blob(d), c)
 		}
 	}
@@ -223,10 +225,11 @@ func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid, size
 	g.metrics.blobsInFlight.Inc()
 	defer g.metrics.blobsInFlight.Dec()
 	p := "/ipfs/" + c.String()
-	if err := g.node.Fetch(ctx, c); err != nil {
+	node := g.nodeFor(layout.Blob(d))
+	if err := node.Fetch(ctx, c); err != nil {
 		return fmt.Errorf("blob %s (%s): %w", d, c, err)
 	}
-	r, err := g.node.Read(ctx, p, 0)
+	r, err := node.Read(ctx, p, 0)
 	if err != nil {
 		return err
 	}
@@ -245,7 +248,7 @@ func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid, size
 
 // linkBlob links the blob d, checked and local as c, under its canonical CID.
 func (g *Global) linkBlob(ctx context.Context, d digest.Digest, c cid.Cid, size int64) error {
-	canonical, err := g.canonical(ctx, c, size)
+	canonical, err := g.canonical(ctx, g.nodeFor(layout.Blob(d)), c, size)
 	if err != nil {
 		return fmt.Errorf("blob %s (%s): %w", d, c, err)
 	}

@@ -102,6 +102,15 @@ func New(o Options) (*Global, error) {
 	return g, nil
 }
 
+// nodeFor returns the node that holds the driver path p: content to link there is
+// fetched there.
+func (g *Global) nodeFor(p string) ipfs.Node {
+	if pl, ok := g.store.(interface{ NodeFor(string) ipfs.Node }); ok {
+		return pl.NodeFor(p)
+	}
+	return g.node
+}
+
 // readBlob reads a manifest-sized blob from the registry.
 func (g *Global) readBlob(ctx context.Context, d digest.Digest) ([]byte, error) {
 	return driver.ReadFile(ctx, g.store, layout.Blob(d), maxManifestSize)

@@ -234,13 +234,23 @@ func (d *Daemon) running() bool {
 // While the daemon runs, the command goes through its API.
 func (d *Daemon) Run(args ...string) string {
 	d.t.Helper()
+	out, err := d.Try(args...)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return out
+}
+
+// Try runs ipfs with args against this daemon and returns its trimmed standard output, or
+// an error with what it printed.
+func (d *Daemon) Try(args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(d.bin, args...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		d.t.Fatalf("ipfs %s: %v\n%s%s", strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
+		return "", fmt.Errorf("ipfs %s: %w\n%s%s", strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
 	}
-	return strings.TrimSpace(stdout.String())
+	return strings.TrimSpace(stdout.String()), nil
 }
 
 // Add adds a file or a directory with Disco's import parameters and returns its CID.
