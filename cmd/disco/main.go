@@ -124,11 +124,16 @@ func serve(getenv func(string) string, stderr io.Writer) (err error) {
 		err = errors.Join(err, d.Close())
 		log.Info("stopped")
 	}()
-	id, err := d.Node.Identity(ctx)
-	if err != nil {
-		return err
+	for _, node := range d.Nodes {
+		id, err := node.Identity(ctx)
+		if err != nil {
+			return err
+		}
+		log.Info("ipfs node ready", "id", id.ID, "addresses", id.Addresses)
 	}
-	log.Info("ipfs node started", "id", id.ID, "addresses", id.Addresses, "public", c.IPFS.Node.Public)
+	if c.IPFS.CacheOnly {
+		log.Info("no ipfs node: the secondary cache is the storage (storage.ipfs.cacheonly)")
+	}
 	srv := d.Server
 	ln, err := srv.Listen()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/discoregistry/disco/internal/cache"
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/global"
@@ -77,9 +78,11 @@ func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 	return nil
 }
 
-// Storage is the registry's storage: its IPFS nodes and the Store over them.
+// Storage is the registry's storage: its IPFS nodes and the Store over them, with the
+// secondary cache if one is configured.
 type Storage struct {
-	// Node is the first node, which global addressing fetches from the network with.
+	// Node is the first node, which global addressing fetches from the network with; nil
+	// with storage.ipfs.cacheonly, which has no node at all.
 	Node ipfs.Node
 	// Nodes are all the nodes, one unless several Kubo daemons are configured.
 	Nodes []ipfs.Node
@@ -99,6 +102,14 @@ func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offlin
 			err = errors.Join(err, s.Close())
 		}
 	}()
+	if c.IPFS.CacheOnly {
+		d, err := cacheDriver(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		s.Store = cache.Only(d)
+		return s, nil
+	}
 	var routed []router.Node
 	for i, n := range c.IPFS.Router.Nodes {
 		node, err := kubo.New(ctx, n.URL)
@@ -131,11 +142,13 @@ func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offlin
 		routed = append(routed, router.Node{Store: store, IPFS: node})
 	}
 	s.Node = s.Nodes[0]
-	if len(routed) == 1 {
-		s.Store = routed[0].Store
-		return s, nil
+	s.Store = routed[0].Store
+	if len(routed) > 1 {
+		if s.Store, err = router.New(routed); err != nil {
+			return nil, err
+		}
 	}
-	if s.Store, err = router.New(routed); err != nil {
+	if s.Store, err = withCache(ctx, c, s.Store, log); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -144,7 +157,7 @@ func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offlin
 // snapshot returns how the index reads the registry as it was: by CID, on the one node;
 // over several nodes, it reads the registry as it is.
 func (s *Storage) snapshot(c *config.Config) func(context.Context) (storagedriver.StorageDriver, error) {
-	if len(s.Nodes) > 1 {
+	if len(s.Nodes) != 1 || c.IPFS.Cache != nil {
 		return nil
 	}
 	return func(ctx context.Context) (storagedriver.StorageDriver, error) {
@@ -200,6 +213,9 @@ func (s *Storage) CollectGarbage(ctx context.Context) (ipfs.GCStats, error) {
 
 // Identities returns the identity of each node c configures, whether or not Disco runs.
 func Identities(ctx context.Context, c *config.Config) ([]ipfs.Identity, error) {
+	if c.IPFS.CacheOnly {
+		return nil, errors.New("storage.ipfs.cacheonly: Disco runs no IPFS node")
+	}
 	if len(c.IPFS.Router.Nodes) == 0 {
 		id, err := embedded.ReadIdentity(NodeOptions(c, nil))
 		return []ipfs.Identity{id}, err

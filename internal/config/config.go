@@ -253,14 +253,8 @@ func (c *Config) resolve(getenv func(string) string) error {
 		}
 		seen[n.URL] = true
 	}
-	for key, set := range map[string]bool{
-		"storage.ipfs.cache":     c.IPFS.Cache != nil,
-		"storage.ipfs.cacheonly": c.IPFS.CacheOnly,
-		"storage.ipfs.redirect":  c.IPFS.Redirect != "",
-	} {
-		if set {
-			return fmt.Errorf("%s: the secondary cache is not supported yet; remove the key", key)
-		}
+	if err := c.checkCache(); err != nil {
+		return err
 	}
 	for key, d := range map[string]time.Duration{"disco.clonetimeout": c.Disco.CloneTimeout, "disco.bodytimeout": c.Disco.BodyTimeout} {
 		if d < 0 {
@@ -282,6 +276,39 @@ func (c *Config) resolve(getenv func(string) string) error {
 	}
 	return c.listen(getenv("DISCO_PORT"))
 }
+
+// checkCache checks the secondary cache's keys: one storage driver under
+// storage.ipfs.cache, which cacheonly and redirect need.
+func (c *Config) checkCache() error {
+	if len(c.IPFS.Cache) > 1 {
+		return errors.New("storage.ipfs.cache: name one storage driver")
+	}
+	for name, params := range c.IPFS.Cache {
+		if _, ok := params.(map[string]any); !ok && params != nil {
+			return fmt.Errorf("storage.ipfs.cache.%s: want the driver's parameters, as a mapping", name)
+		}
+		if name == driverName {
+			return fmt.Errorf("storage.ipfs.cache.%s: the cache is another storage than IPFS", name)
+		}
+	}
+	if c.IPFS.Cache == nil {
+		for key, set := range map[string]bool{"storage.ipfs.cacheonly": c.IPFS.CacheOnly, "storage.ipfs.redirect": c.IPFS.Redirect != ""} {
+			if set {
+				return fmt.Errorf("%s: needs a secondary cache (storage.ipfs.cache)", key)
+			}
+		}
+	}
+	if c.IPFS.CacheOnly {
+		if len(c.IPFS.Router.Nodes) > 0 {
+			return errors.New("storage.ipfs.cacheonly: with no IPFS node, storage.ipfs.router.nodes cannot be set")
+		}
+		c.Disco.NoClone = true // nothing can come from IPFS
+	}
+	return nil
+}
+
+// driverName is the registry's own storage driver.
+const driverName = "ipfs"
 
 // listen works out where the registry listens. The port is $DISCO_PORT or 1970, as in the
 // original Disco, whose http.addr named an internal server; a host in http.addr is kept.

@@ -106,7 +106,9 @@ func New(o Options) (*Global, error) {
 // fetched there.
 func (g *Global) nodeFor(p string) ipfs.Node {
 	if pl, ok := g.store.(interface{ NodeFor(string) ipfs.Node }); ok {
-		return pl.NodeFor(p)
+		if n := pl.NodeFor(p); n != nil {
+			return n
+		}
 	}
 	return g.node
 }

@@ -72,8 +72,8 @@ func (r repository) Tags(ctx context.Context) distribution.TagService {
 
 func (r repository) Blobs(ctx context.Context) distribution.BlobStore {
 	bs := r.Repository.Blobs(ctx)
-	if _, ok := ParseCIDName(r.Named().Name()); !ok {
-		return bs
+	if _, ok := ParseCIDName(r.Named().Name()); !ok || r.g.node == nil {
+		return bs // with no IPFS node, nothing comes from the network
 	}
 	return blobs{BlobStore: bs, name: r.Named().Name(), g: r.g}
 }
