@@ -92,7 +92,9 @@ func (c *Store) NodeFor(p string) ipfs.Node {
 func (s *store) Name() string { return driver.Name }
 
 // transient reports a path that only IPFS keeps: an upload in progress.
-func transient(p string) bool { return strings.Contains(p, "/_uploads/") || strings.HasSuffix(p, "/_uploads") }
+func transient(p string) bool {
+	return strings.Contains(p, "/_uploads/") || strings.HasSuffix(p, "/_uploads")
+}
 
 func (s *store) GetContent(ctx context.Context, p string) ([]byte, error) {
 	if !transient(p) {
