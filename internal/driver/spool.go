@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -126,6 +127,24 @@ func (s *spooled) readParts(n uint64) error {
 		return os.Truncate(name, int64(used))
 	}
 	return nil
+}
+
+// spooledSize returns the size of the upload spooled in dir, or -1 if none is.
+func spooledSize(dir string) int64 {
+	f, err := os.Open(filepath.Join(dir, chunkFile))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	var n [8]byte
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < 8 {
+		return -1
+	}
+	if _, err := io.ReadFull(f, n[:]); err != nil {
+		return -1
+	}
+	return int64(binary.BigEndian.Uint64(n[:]))*int64(ipfs.Import.ChunkSize) + fi.Size() - 8
 }
 
 // size is the number of bytes of the upload so far.

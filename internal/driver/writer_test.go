@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/discoregistry/disco/internal/ack"
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
 )
 
 // testWriterReleasedWithItsRequest opens a writer that is never closed, as Distribution
@@ -137,5 +139,48 @@ func testIdleImportersBounded(t *testing.T, node ipfs.Node) {
 		if b, err := d.GetContent(ctx, p); err != nil || string(b) != "part one, part two" {
 			t.Errorf("%s = %q, %v", p, b, err)
 		}
+	}
+}
+
+// testTwoDriversShareUploads writes one upload through two drivers over one node and one
+// uploads directory, as two Discos behind one address do, its parts landing on both in
+// turn: each takes the upload where the other left it.
+func testTwoDriversShareUploads(t *testing.T, node ipfs.Node) {
+	ctx := context.Background()
+	root, uploads := fmt.Sprintf("/shared-%d", time.Now().UnixNano()), t.TempDir()
+	var ds []*Driver
+	for range 2 {
+		d, err := New(node, root, uploads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	b := ipfstest.Content(3<<20+333, 31)
+	cuts := []int{0, 700 << 10, 1<<20 + 5, 2<<20 + 100, len(b)}
+	for i := range len(cuts) - 1 {
+		d := ds[i%2]
+		w, err := d.Writer(ctx, "/u/data", i > 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Size() != int64(cuts[i]) {
+			t.Fatalf("part %d on driver %d: the writer starts at %d, want %d", i, i%2, w.Size(), cuts[i])
+		}
+		if _, err := w.Write(b[cuts[i]:cuts[i+1]]); err != nil {
+			t.Fatal(err)
+		}
+		if i == len(cuts)-2 {
+			if err := w.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := ds[0].GetContent(ctx, "/u/data")
+	if err != nil || !bytes.Equal(got, b) {
+		t.Errorf("the upload written through both drivers: %d bytes, %v; want %d bytes", len(got), err, len(b))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	registrymiddleware "github.com/distribution/distribution/v3/registry/middleware/registry"
+	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
 	"github.com/ipfs/go-cid"
@@ -23,25 +24,40 @@ import (
 const middlewareName = "disco"
 
 func init() {
-	registrymiddleware.Register(middlewareName, func(_ context.Context, ns distribution.Namespace, _ storagedriver.StorageDriver, options map[string]any) (distribution.Namespace, error) {
+	registrymiddleware.Register(middlewareName, func(ctx context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, options map[string]any) (distribution.Namespace, error) {
 		g, ok := options["global"].(*Global)
 		if !ok {
 			return nil, fmt.Errorf("%s middleware: no Global in its options", middlewareName)
 		}
-		return namespace{Namespace: ns, g: g}, nil
+		n := namespace{Namespace: ns, g: g}
+		if opts, ok := options["plain"].([]storage.RegistryOption); ok {
+			plain, err := storage.NewRegistry(ctx, d, opts...)
+			if err != nil {
+				return nil, err
+			}
+			n.plain = plain
+		}
+		return n, nil
 	})
 }
 
 // Middleware is the entry to add to Distribution's configuration (middleware.registry)
-// for g to see the registry's repositories.
-func (g *Global) Middleware() configuration.Middleware {
-	return configuration.Middleware{Name: middlewareName, Options: configuration.Parameters{"global": g}}
+// for g to see the registry's repositories. plain, if not nil, are the options of the
+// registry without its blob descriptor cache: Distribution's caches refuse repositories
+// named by a digest's hex, which g then reaches without the cache.
+func (g *Global) Middleware(plain []storage.RegistryOption) configuration.Middleware {
+	opts := configuration.Parameters{"global": g}
+	if plain != nil {
+		opts["plain"] = plain
+	}
+	return configuration.Middleware{Name: middlewareName, Options: opts}
 }
 
 // namespace clones CID repositories on first use and wraps repositories.
 type namespace struct {
 	distribution.Namespace
-	g *Global
+	g     *Global
+	plain distribution.Namespace // without a blob descriptor cache, for digest names; or nil
 }
 
 func (n namespace) Repository(ctx context.Context, name reference.Named) (distribution.Repository, error) {
@@ -53,7 +69,11 @@ func (n namespace) Repository(ctx context.Context, name reference.Named) (distri
 		}
 		return nil, err
 	}
-	repo, err := n.Namespace.Repository(ctx, name)
+	ns := n.Namespace
+	if n.plain != nil && IsDigestName(name.Name()) {
+		ns = n.plain
+	}
+	repo, err := ns.Repository(ctx, name)
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,11 @@ func New(ctx context.Context, cfg *config.Config, b Backend, log *slog.Logger) (
 	if reg.Middleware == nil {
 		reg.Middleware = map[string][]configuration.Middleware{}
 	}
-	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware())
+	plain, err := plainRegistry(reg)
+	if err != nil {
+		return nil, err
+	}
+	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware(plain))
 	var ix *index.Index
 	if cfg.UI.Enabled {
 		// Last, to see what global does too.
