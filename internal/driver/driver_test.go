@@ -64,6 +64,7 @@ var nodeTests = []struct {
 	{"IdleImportersBounded", testIdleImportersBounded},
 	{"Snapshot", testSnapshot},
 	{"TwoDriversShareUploads", testTwoDriversShareUploads},
+	{"PurgeUploads", testPurgeUploads},
 }
 
 func runNodeTests(t *testing.T, node ipfs.Node) {

@@ -3,11 +3,15 @@ package driver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/distribution/distribution/v3/registry/storage"
 
 	"github.com/discoregistry/disco/internal/ack"
 	"github.com/discoregistry/disco/internal/ipfs"
@@ -182,5 +186,44 @@ func testTwoDriversShareUploads(t *testing.T, node ipfs.Node) {
 	got, err := ds[0].GetContent(ctx, "/u/data")
 	if err != nil || !bytes.Equal(got, b) {
 		t.Errorf("the upload written through both drivers: %d bytes, %v; want %d bytes", len(got), err, len(b))
+	}
+}
+
+// testPurgeUploads has Distribution's upload purger find uploads in progress, one stale
+// and one not: the stale one goes, its spool with it.
+func testPurgeUploads(t *testing.T, node ipfs.Node) {
+	ctx := context.Background()
+	d := newDriver(t, node)
+	const repo = "/docker/registry/v2/repositories/app/x/_uploads/"
+	// Distribution's purger knows uploads by their UUIDs.
+	const stale, fresh = "01a23419-2551-7aa4-8d2d-2f1021646bac", "01a23419-2551-7aa4-8d2d-2f1021646bad"
+	for id, started := range map[string]time.Time{stale: time.Now().Add(-48 * time.Hour), fresh: time.Now()} {
+		w, err := d.Writer(ctx, repo+id+"/data", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "part of an upload")
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PutContent(ctx, repo+id+"/startedat", []byte(started.UTC().Format(time.RFC3339))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, errs := storage.PurgeUploads(ctx, d, time.Now().Add(-24*time.Hour), true)
+	if len(errs) > 0 || len(deleted) != 1 {
+		t.Fatalf("PurgeUploads deleted %q, errors %v; want the stale upload", deleted, errs)
+	}
+	if _, err := d.Stat(ctx, repo+stale); !IsNotFound(err) {
+		t.Errorf("the stale upload after the purge: %v", err)
+	}
+	if _, err := os.Stat(d.inner().spool.file(repo + stale + "/data")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale upload's spool after the purge: %v", err)
+	}
+	if _, err := d.Stat(ctx, repo+fresh+"/data"); err != nil && !IsNotFound(err) {
+		t.Errorf("the fresh upload after the purge: %v", err)
+	}
+	if _, err := os.Stat(d.inner().spool.file(repo + fresh + "/data")); err != nil {
+		t.Errorf("the fresh upload's spool after the purge: %v", err)
 	}
 }

@@ -122,7 +122,10 @@ func key(p string) (k string, ok bool) {
 		if !strings.HasPrefix(part, "_") {
 			continue
 		}
-		if part == "_uploads" && i+1 < len(parts) {
+		if part == "_uploads" {
+			if i+1 == len(parts) {
+				return "", false // the uploads of a repository are on every node
+			}
 			return "upload " + parts[i+1], true
 		}
 		return "repository " + strings.Join(parts[:i], "/"), true

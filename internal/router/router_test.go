@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/testsuites"
 
@@ -21,6 +22,7 @@ func TestKey(t *testing.T) {
 		"/docker/registry/v2/repositories/app/_layers/sha256/abcd/link":       "repository app",
 		"/docker/registry/v2/repositories/org/app/_uploads/u1/data":           "upload u1",
 		"/docker/registry/v2/repositories/org/app/_uploads/u1":                "upload u1",
+		"/docker/registry/v2/repositories/org/app/_uploads":                   "",
 		"/other/thing": "path other",
 		"/docker/registry/v2/repositories/org/app": "",
 		"/docker/registry/v2/repositories":         "",
@@ -73,16 +75,16 @@ func TestPlacement(t *testing.T) {
 	}
 }
 
-// TestSuite runs Distribution's storage driver suite over a router of two embedded nodes,
-// peered.
-func TestSuite(t *testing.T) {
+// twoNodes returns a router over two embedded nodes, peered.
+func twoNodes(t *testing.T) *Router {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	a, err := embedded.Open(ctx, embedded.Options{Path: t.TempDir(), Swarm: []string{"/ip4/127.0.0.1/tcp/0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	t.Cleanup(func() { a.Close() })
 	id, err := a.Identity(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +93,7 @@ func TestSuite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { b.Close() })
 	uploads := t.TempDir()
 	var ns []Node
 	for i, n := range []*embedded.Node{a, b} {
@@ -105,5 +107,45 @@ func TestSuite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// TestSuite runs Distribution's storage driver suite over a router of two embedded nodes,
+// peered.
+func TestSuite(t *testing.T) {
+	r := twoNodes(t)
 	testsuites.Driver(t, func() (storagedriver.StorageDriver, error) { return r, nil }, false)
+}
+
+// TestPurgeUploads has Distribution's upload purger find stale uploads on both nodes:
+// they go, and the fresh one stays.
+func TestPurgeUploads(t *testing.T) {
+	ctx := context.Background()
+	r := twoNodes(t)
+	const uploads = "/docker/registry/v2/repositories/app/x/_uploads/"
+	stale := []string{}
+	for i := range 8 {
+		id := fmt.Sprintf("01a23419-2551-7aa4-8d2d-2f10216460%02d", i)
+		started := time.Now().Add(-48 * time.Hour)
+		if i == 0 {
+			started = time.Now()
+		} else {
+			stale = append(stale, id)
+		}
+		if err := r.PutContent(ctx, uploads+id+"/startedat", []byte(started.UTC().Format(time.RFC3339))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, errs := storage.PurgeUploads(ctx, r, time.Now().Add(-24*time.Hour), true)
+	if len(errs) > 0 || len(deleted) != len(stale) {
+		t.Fatalf("PurgeUploads deleted %d, errors %v; want the %d stale uploads", len(deleted), errs, len(stale))
+	}
+	for _, id := range stale {
+		if _, err := r.Stat(ctx, uploads+id); !driver.IsNotFound(err) {
+			t.Errorf("stale upload %s after the purge: %v", id, err)
+		}
+	}
+	if _, err := r.Stat(ctx, uploads+"01a23419-2551-7aa4-8d2d-2f1021646000/startedat"); err != nil {
+		t.Errorf("the fresh upload after the purge: %v", err)
+	}
 }
