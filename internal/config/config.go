@@ -4,7 +4,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -175,7 +174,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := configuration.Parse(bytes.NewReader(normalized))
+	reg, err := parseRegistry(normalized)
 	if err != nil {
 		return nil, err
 	}
