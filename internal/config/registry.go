@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the deprecated loglevel key is moved to log.level, as configuration.Parse does
+
 package config
 
 import (
