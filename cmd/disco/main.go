@@ -6,6 +6,7 @@
 //	disco resolve REF    print the digest and CID of an image in a running Disco
 //	disco id             print the IPFS node's identity as JSON
 //	disco gc, disco rm   remove what nothing uses, or an image, with Disco stopped
+//	disco health         check that a running Disco is healthy
 //	disco version        print the version
 //
 // disco help, and --help after any command, say more.
@@ -73,6 +74,10 @@ var commands = []*command{
 		about: "Removes each image from every repository that holds it, with its digest and CID\n" +
 			"repositories. REF is name:tag, name@digest, a digest repository or a CID. disco gc then\n" +
 			"frees their bytes. Disco must be stopped."},
+	{name: "health", summary: "check that the Disco configured here is healthy", run: health,
+		about: "Asks the Disco that the configuration describes for GET /debug/health on the registry\n" +
+			"port, prints ok and exits 0 when it answers 200, exits 1 otherwise. It is the container\n" +
+			"image's health check, which has no curl."},
 	{name: "version", summary: "print the version", run: printVersion,
 		about: "Prints Disco's version, with the Go, Distribution and Kubo versions built in."},
 }
