@@ -116,6 +116,22 @@ storage:
 	runContainer() // a new container on the same volume
 	dk.run(t, "rmi", ref)
 	dockerPull(t, dk, ref, digest, imageID)
+
+	// As docs/docker.md says: disco id in the running container, disco gc in one of its
+	// own with the first stopped.
+	if out := dk.run(t, "exec", container, "disco", "id"); !strings.Contains(out, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/", ports[1])) {
+		t.Errorf("docker exec disco id printed %s", out)
+	}
+	dk.run(t, "stop", container)
+	out := dk.run(t, "run", "--rm", "--network", "none", "--volume", volume+":/var/lib/disco", "--volume", conf+":/etc/disco-e2e:ro",
+		"--env", "REGISTRY_CONFIGURATION_PATH=/etc/disco-e2e/config.yaml", tag, "gc")
+	if !strings.Contains(out, "removed 0 blobs") || !strings.Contains(out, "freed") {
+		t.Errorf("disco gc in a container printed %q, want that it removed no blob, and what it freed", out)
+	}
+	dk.run(t, "start", container)
+	waitHealthy(t, dk, container)
+	dk.run(t, "rmi", ref)
+	dockerPull(t, dk, ref, digest, imageID)
 }
 
 // waitHealthy waits until docker says the container is healthy, which its health check,
