@@ -31,7 +31,7 @@ func health(e *env, args []string) error {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, c.Net, addr)
 	}}
-	if tc := c.Registry.HTTP.TLS; tc.Certificate != "" || len(tc.LetsEncrypt.Hosts) > 0 {
+	if tc := c.Registry.HTTP.TLS; tc.Certificate != "" || tc.LetsEncrypt.CacheFile != "" {
 		// The process on this machine is asked whether it is up, not who it is.
 		scheme, tr.TLSClientConfig = "https", &tls.Config{InsecureSkipVerify: true}
 	}
