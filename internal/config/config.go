@@ -4,7 +4,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,6 +38,8 @@ type Config struct {
 	Disco Disco
 	// UI is the ui section.
 	UI UI
+	// Notes are about keys the file sets that Disco does not use as written.
+	Notes []Note
 }
 
 // IPFS is the storage.ipfs section.
@@ -152,7 +153,7 @@ func Load(getenv func(string) string) (*Config, error) {
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, err
+		return nil, withTabHint(data, err)
 	}
 	if err := checkKeys(&root, reflect.TypeFor[file](), ""); err != nil {
 		return nil, err
@@ -176,7 +177,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := configuration.Parse(bytes.NewReader(normalized))
+	reg, err := parseRegistry(normalized)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +185,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := c.resolve(getenv); err != nil {
 		return nil, err
 	}
+	c.Notes = notes(doc, c)
 	return c, nil
 }
 

@@ -177,3 +177,43 @@ func TestUISection(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryProblemNamed(t *testing.T) {
+	_, err := Parse([]byte("http:\n  adr: x\n  debug:\n    prometheus:\n      enabld: true\nstorage:\n  s3: {}\ndisco:\n  noclone: maybe\n"), env(nil))
+	var got []string
+	for _, e := range Errors(err) {
+		got = append(got, e.Error())
+	}
+	want := []string{`"http.adr" (line 2)`, `"http.debug.prometheus.enabld" (line 5)`, `"storage.s3" (line 7)`, `disco.noclone: "maybe" is not a bool (line 9)`}
+	if len(got) != len(want) {
+		t.Fatalf("Parse gave %d problems, want %d: %q", len(got), len(want), got)
+	}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("problem %d is %q, want it to name %s", i, got[i], want[i])
+		}
+	}
+}
+
+func TestNotes(t *testing.T) {
+	c, err := Parse([]byte("log:\n  hooks: []\nstorage:\n  redirect:\n    disable: true\nhttp:\n  addr: 127.0.0.1:5000\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"http.addr (line 7)", "log.hooks (line 2)", "storage.redirect (line 4)"}
+	if len(c.Notes) != len(want) {
+		t.Fatalf("notes %v, want %d", c.Notes, len(want))
+	}
+	for i, n := range c.Notes {
+		if !strings.HasPrefix(n.String(), want[i]) {
+			t.Errorf("note %d is %q, want %s", i, n, want[i])
+		}
+	}
+	c, err = Parse([]byte("http:\n  addr: /run/disco.sock\n  net: unix\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notes) > 0 {
+		t.Errorf("a unix socket path in http.addr got notes %v", c.Notes)
+	}
+}

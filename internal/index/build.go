@@ -58,7 +58,8 @@ func (ix *Index) Run(ctx context.Context) error {
 		ix.q.addBuilt(name)
 		return nil
 	})
-	if err != nil && !errors.As(err, new(storagedriver.PathNotFoundError)) {
+	// A stop while the build reads is no error of the registry's.
+	if err != nil && ctx.Err() == nil && !errors.As(err, new(storagedriver.PathNotFoundError)) {
 		ix.log.Error("index: list repositories", "err", err)
 	}
 	// The worker starts once every repository of the snapshot is queued: a change seen
@@ -107,7 +108,7 @@ func (ix *Index) snapshot(ctx context.Context) source {
 	}
 	d, err := ix.opts.Snapshot(ctx)
 	if err != nil || d == nil {
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			ix.log.Warn("index: no snapshot of the registry, reading it live", "err", err)
 		}
 		return ix.live
@@ -198,7 +199,7 @@ func (ix *Index) read(ctx context.Context, src source, name string) ([]Tag, map[
 	described := map[digest.Digest]*Manifest{}
 	for _, t := range tags {
 		if _, known := ix.Manifest(t.Digest); !known {
-			if err := describe(ctx, ms, t.Digest, described, 0); err != nil {
+			if err := describe(ctx, ms, t.Digest, described, 0); err != nil && ctx.Err() == nil {
 				ix.log.Warn("index: read manifest", "repository", name, "manifest", t.Digest, "err", err)
 			}
 		}
