@@ -32,6 +32,7 @@ import (
 	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/index"
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/mirror"
 	"github.com/discoregistry/disco/internal/ui"
 )
 
@@ -56,6 +57,9 @@ type Backend struct {
 	Store driver.Store
 	// Global files pushed images under their digest and CID, and clones CIDs.
 	Global *global.Global
+	// Mirror, if set, serves the repositories of the registry proxy.remoteurl names, in
+	// place of Distribution's pull-through cache.
+	Mirror *mirror.Mirror
 	// Snapshot, if set, returns a read-only copy of the registry as it is, for the
 	// index to build from without filling the nodes' caches.
 	Snapshot func(context.Context) (storagedriver.StorageDriver, error)
@@ -74,7 +78,17 @@ func New(ctx context.Context, cfg *config.Config, b Backend, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware(plain))
+	reg.Middleware["registry"] = slices.Clone(reg.Middleware["registry"])
+	if reg.Proxy.RemoteURL != "" {
+		if b.Mirror == nil {
+			return nil, errors.New("proxy.remoteurl: no mirror to serve it")
+		}
+		// Distribution's own pull-through cache would publish nothing and could not ask
+		// peers: the mirror, below global, serves instead.
+		reg.Proxy = configuration.Proxy{}
+		reg.Middleware["registry"] = append(reg.Middleware["registry"], b.Mirror.Middleware())
+	}
+	reg.Middleware["registry"] = append(reg.Middleware["registry"], g.Middleware(plain))
 	var ix *index.Index
 	if cfg.UI.Enabled {
 		// Last, to see what global does too.
