@@ -21,6 +21,11 @@ type GoTool struct {
 	Version string
 	Pkg     string // the main package, relative to the module's root
 
+	// LDFlags are go build's -ldflags, for a tool whose Makefile sets the version it prints.
+	LDFlags string
+	// VersionArgs make the tool print its version; "version" when nil.
+	VersionArgs []string
+
 	once sync.Once
 	bin  string
 	err  error
@@ -29,15 +34,29 @@ type GoTool struct {
 // Kubo is Kubo's ipfs command, in the version Disco embeds.
 var Kubo = &GoTool{Name: "ipfs", Module: "github.com/ipfs/kubo", Version: "v0.42.0", Pkg: "./cmd/ipfs"}
 
+// Registry is the registry command of the Distribution release Disco is built on: the
+// reference discobench measures Disco against, and the upstream the mirror's tests use.
+var Registry = &GoTool{
+	Name: "registry", Module: "github.com/distribution/distribution/v3", Version: "v3.1.2",
+	Pkg: "./cmd/registry", VersionArgs: []string{"--version"},
+}
+
 // Path returns the tool's binary, building it if it is not cached yet. It fails t, never
 // skips it, when the tool cannot be built.
 func (g *GoTool) Path(t testing.TB) string {
 	t.Helper()
-	g.once.Do(func() { g.bin, g.err = g.build() })
-	if g.err != nil {
-		t.Fatalf("%s %s@%s, which this test needs, could not be built: %v", g.Name, g.Module, g.Version, g.err)
+	bin, err := g.Build()
+	if err != nil {
+		t.Fatalf("%s %s@%s, which this test needs, could not be built: %v", g.Name, g.Module, g.Version, err)
 	}
-	return g.bin
+	return bin
+}
+
+// Build returns the tool's binary, building it if it is not cached yet: Path, for a
+// command such as discobench.
+func (g *GoTool) Build() (string, error) {
+	g.once.Do(func() { g.bin, g.err = g.build() })
+	return g.bin, g.err
 }
 
 func (g *GoTool) build() (string, error) {
@@ -65,7 +84,11 @@ func (g *GoTool) build() (string, error) {
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	cmd := exec.Command("go", "build", "-o", tmp.Name(), g.Pkg)
+	args := []string{"build", "-o", tmp.Name()}
+	if g.LDFlags != "" {
+		args = append(args, "-ldflags="+g.LDFlags)
+	}
+	cmd := exec.Command("go", append(args, g.Pkg)...)
 	cmd.Dir, cmd.Env = src, append(os.Environ(), "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s in %s: %w\n%s", g.Pkg, src, err, out)
@@ -99,11 +122,15 @@ func (g *GoTool) download() (string, error) {
 
 // check runs the binary's version command and checks the version it prints.
 func (g *GoTool) check(bin string) error {
-	cmd := exec.Command(bin, "version")
+	args := g.VersionArgs
+	if args == nil {
+		args = []string{"version"}
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(CleanEnv("IPFS_"), "IPFS_TELEMETRY=off")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s version: %w\n%s", bin, err, out)
+		return fmt.Errorf("%s %s: %w\n%s", bin, strings.Join(args, " "), err, out)
 	}
 	if v := strings.TrimPrefix(g.Version, "v"); !strings.Contains(string(out), v) {
 		return fmt.Errorf("%s version printed %q, want version %s", bin, out, v)
