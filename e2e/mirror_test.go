@@ -150,6 +150,68 @@ func TestMirror(t *testing.T) {
 	}
 }
 
+// TestMirrorExpiry mirrors an image with proxy.ttl 2s. Disco restarts and, the ttl up,
+// takes the image out of the registry and of the web page; the next pull fetches its
+// manifest from the upstream again (the upstream's access log shows it sent twice) and
+// publishes it again. Its blobs, which the registry still holds, are not sent again.
+func TestMirrorExpiry(t *testing.T) {
+	t.Parallel()
+	lookTool(t, "skopeo")
+	u := startUpstream(t, upstreamOptions{})
+	img := randomImage(t, 1<<20, 2)
+	digest := imageDigest(t, img).String()
+	skopeoPush(t, layoutOf(t, img), u.Host+"/up/app:v1")
+	m := startDisco(t, discoOptions{YAML: fmt.Sprintf("proxy: {remoteurl: http://%s, ttl: 2s}", u.Host)})
+	search := m.URL("/ui/search?q=" + digest)
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 30s", what)
+			}
+		}
+	}
+
+	start := time.Now()
+	checkLayout(t, pullLayout(t, m.Host+"/up/app:v1", false), digest)
+	waitPublished(t, m, digest)
+	if n := u.manifestGets()[digest]; n != 1 {
+		t.Fatalf("the upstream sent the manifest %d times for one pull, want once", n)
+	}
+	wait("the web page lists up/app:v1", func() bool {
+		return strings.Contains(string(send(t, http.MethodGet, search, nil).body), ">up/app:v1<")
+	})
+
+	// The fetch time outlives a restart.
+	m.Stop()
+	m.Restart()
+	hex := strings.TrimPrefix(digest, "sha256:")
+	wait("the digest repository removed", func() bool {
+		return send(t, http.MethodGet, m.URL("/v2/"+hex+"/tags/list"), nil).status == http.StatusNotFound
+	})
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("the image expired %s after its pull began, before its ttl of 2s", took)
+	}
+	wait("the web page no longer lists up/app:v1", func() bool {
+		return strings.Contains(string(send(t, http.MethodGet, search, nil).body), `id="empty"`)
+	})
+	if !strings.Contains(m.logFrom(0), "mirror: expired") {
+		t.Errorf("the mirror did not log the expiry")
+	}
+
+	checkLayout(t, pullLayout(t, m.Host+"/up/app:v1", false), digest)
+	if n := u.manifestGets()[digest]; n != 2 {
+		t.Errorf("the upstream sent the manifest %d times for a pull, its expiry and a pull, want twice", n)
+	}
+	waitPublished(t, m, digest)
+	gets, _ := u.blobGets()
+	for _, d := range blobsOf(t, img) {
+		if gets[d] != 1 {
+			t.Errorf("the upstream sent blob %s %d times, want once: the registry holds it still", d, gets[d])
+		}
+	}
+}
+
 // peeredMirrors returns n Discos that mirror u, each peered with all the others, not
 // started.
 func peeredMirrors(t *testing.T, u *upstream, n int, opts discoOptions) []*Disco {

@@ -160,13 +160,32 @@ func (u *upstream) running() bool {
 	}
 }
 
-// accessLine matches the lines of Distribution's access log (the combined log format)
-// for a blob sent: "GET /v2/<name>/blobs/<digest> HTTP/1.1" 200 <bytes>.
-var accessLine = regexp.MustCompile(`"GET /v2/\S+/blobs/(sha256:[0-9a-f]{64}) HTTP/[0-9.]+" 200 ([0-9]+)`)
+// blobLine and manifestLine match the lines of Distribution's access log (the combined
+// log format) for a blob or a manifest sent by digest:
+// "GET /v2/<name>/blobs/<digest> HTTP/1.1" 200 <bytes>.
+var (
+	blobLine     = regexp.MustCompile(`"GET /v2/\S+/blobs/(sha256:[0-9a-f]{64}) HTTP/[0-9.]+" 200 ([0-9]+)`)
+	manifestLine = regexp.MustCompile(`"GET /v2/\S+/manifests/(sha256:[0-9a-f]{64}) HTTP/[0-9.]+" 200 ([0-9]+)`)
+)
 
 // blobGets returns, by digest, how many times the registry's access log says it sent
 // each blob, and the bytes it sent of blobs in all.
 func (u *upstream) blobGets() (map[string]int, int64) {
+	u.t.Helper()
+	return u.gets(blobLine)
+}
+
+// manifestGets returns, by digest, how many times the registry's access log says it
+// sent each manifest asked for by digest.
+func (u *upstream) manifestGets() map[string]int {
+	u.t.Helper()
+	gets, _ := u.gets(manifestLine)
+	return gets
+}
+
+// gets counts the lines of the access log that line matches, by their digest, and sums
+// their bytes.
+func (u *upstream) gets(line *regexp.Regexp) (map[string]int, int64) {
 	u.t.Helper()
 	f, err := os.Open(u.Log)
 	if err != nil {
@@ -178,7 +197,7 @@ func (u *upstream) blobGets() (map[string]int, int64) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		if m := accessLine.FindStringSubmatch(sc.Text()); m != nil {
+		if m := line.FindStringSubmatch(sc.Text()); m != nil {
 			gets[m[1]]++
 			n, _ := strconv.ParseInt(m[2], 10, 64)
 			total += n

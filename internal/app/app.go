@@ -18,6 +18,7 @@ import (
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/global"
+	"github.com/discoregistry/disco/internal/index"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
 	"github.com/discoregistry/disco/internal/ipfs/kubo"
@@ -76,12 +77,16 @@ func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 		return err
 	}
 	d.Global = g
+	var ix *index.Index
+	if c.UI.Enabled {
+		ix = index.New(index.Options{StateDir: c.IPFS.Uploads, Log: o.Log, Snapshot: d.snapshot(c)})
+	}
 	if c.Registry.Proxy.RemoteURL != "" {
-		if d.Mirror, err = d.newMirror(c, o); err != nil {
+		if d.Mirror, err = d.newMirror(c, ix, o); err != nil {
 			return err
 		}
 	}
-	srv, err := server.New(ctx, c, server.Backend{Nodes: d.Nodes, Store: d.Store, Global: g, Mirror: d.Mirror, Snapshot: d.snapshot(c)}, o.Log)
+	srv, err := server.New(ctx, c, server.Backend{Nodes: d.Nodes, Store: d.Store, Global: g, Mirror: d.Mirror, Index: ix}, o.Log)
 	if err != nil {
 		return err
 	}
@@ -89,10 +94,10 @@ func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 	return nil
 }
 
-// newMirror makes the mirror of proxy.remoteurl. It asks its peers for what they mirrored
-// over the embedded node's libp2p host; over Kubo daemons, or with disco.noclone, it asks
-// the upstream for everything.
-func (d *Disco) newMirror(c *config.Config, o Options) (*mirror.Mirror, error) {
+// newMirror makes the mirror of proxy.remoteurl, which tells ix, if set, what it changes.
+// It asks its peers for what they mirrored over the embedded node's libp2p host; over Kubo
+// daemons, or with disco.noclone, it asks the upstream for everything.
+func (d *Disco) newMirror(c *config.Config, ix *index.Index, o Options) (*mirror.Mirror, error) {
 	var h host.Host
 	if n, ok := d.Node.(ipfs.Host); ok && !c.Disco.NoClone {
 		h = n.Host()
@@ -106,12 +111,20 @@ func (d *Disco) newMirror(c *config.Config, o Options) (*mirror.Mirror, error) {
 		trusted = append(trusted, info.ID)
 	}
 	p := c.Registry.Proxy
-	m, err := mirror.New(mirror.Options{
+	ttl := mirror.DefaultTTL
+	if p.TTL != nil {
+		ttl = max(*p.TTL, 0) // 0 or less: never expire, as in Distribution
+	}
+	opts := mirror.Options{
 		RemoteURL: p.RemoteURL, Username: p.Username, Password: p.Password,
 		UpstreamTimeout: c.Disco.UpstreamTimeout, PeerTimeout: c.Disco.PeerTimeout,
 		Global: d.Global, Store: d.Store, Host: h, Trusted: trusted,
-		Log: o.Log, Metrics: o.Metrics,
-	})
+		TTL: ttl, StateDir: c.IPFS.Uploads, Log: o.Log, Metrics: o.Metrics,
+	}
+	if ix != nil {
+		opts.Index = ix
+	}
+	m, err := mirror.New(opts)
 	if err != nil {
 		return nil, err
 	}

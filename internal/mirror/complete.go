@@ -32,13 +32,7 @@ func (m *Mirror) served(ctx context.Context, repo distribution.Repository, d dig
 		m.sizes.Add(ref.Digest, ref.Size)
 	}
 	if tag != "" {
-		ts := repo.Tags(ctx)
-		if cur, err := ts.Get(ctx, tag); err != nil || cur.Digest != d {
-			mediaType, payload, _ := man.Payload()
-			if err := ts.Tag(ctx, tag, v1.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(payload))}); err != nil {
-				m.log.Warn("mirror: keep tag", "repository", name, "tag", tag, "err", err)
-			}
-		}
+		m.tag(ctx, repo, tag, d, man)
 	}
 	if isIndex(man) {
 		m.mu.Lock()
@@ -51,6 +45,29 @@ func (m *Mirror) served(ctx context.Context, repo distribution.Repository, d dig
 		m.mu.Unlock()
 	}
 	m.complete(name, d)
+}
+
+// tag points the tag of repo at the manifest d, if it does not yet. It leaves the tag as
+// it is while other work on d goes on: d may be expiring. The next pull tags it.
+func (m *Mirror) tag(ctx context.Context, repo distribution.Repository, tag string, d digest.Digest, man distribution.Manifest) {
+	ts := repo.Tags(ctx)
+	if cur, err := ts.Get(ctx, tag); err == nil && cur.Digest == d {
+		return
+	}
+	f, first := m.fetches.start(d)
+	if !first {
+		return
+	}
+	defer m.fetches.end(d, f, nil)
+	if linked, err := m.linked(ctx, repo, d, manifestKind); err != nil || !linked {
+		return // expired meanwhile
+	}
+	mediaType, payload, _ := man.Payload()
+	if err := ts.Tag(ctx, tag, v1.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(payload))}); err != nil {
+		m.log.Warn("mirror: keep tag", "repository", repo.Named().Name(), "tag", tag, "err", err)
+		return
+	}
+	m.changed(repo.Named().Name())
 }
 
 func isIndex(man distribution.Manifest) bool {
@@ -138,10 +155,22 @@ func (m *Mirror) completeImage(ctx context.Context, name string, d digest.Digest
 			return err
 		}
 	}
+	return m.publish(ctx, name, d)
+}
+
+// publish files the manifest d of the repository name under its digest and CID, unless it
+// expires first.
+func (m *Mirror) publish(ctx context.Context, name string, d digest.Digest) error {
+	f, err := m.fetches.turn(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer m.fetches.end(d, f, nil)
 	c, err := m.g.Publish(ctx, name, d)
 	if err != nil {
 		return err
 	}
+	m.changed(d.Encoded())
 	m.metrics.published.Inc()
 	m.log.Info("mirror: published", "repository", name, "manifest", d, "cid", c)
 	return nil

@@ -53,26 +53,35 @@ func (e *cutError) Error() string { return "blob sent as it came, cut off: " + e
 func (e *cutError) Unwrap() error { return e.err }
 
 // ensure makes d, a blob or a manifest of the local repository repo, local and linked in
-// repo: from the registry's own blobs, from a peer that holds it, or from the upstream.
-// size is the blob's size if known, else -1. w, if set, is a client waiting for the blob:
-// it gets the blob as it comes from the upstream, and ensure reports whether it did.
-// delegate lets the mirror ask the peer whose turn it is to fetch d from the upstream to
-// do so, rather than fetch it itself; a fetch for a peer does not delegate again.
+// repo: a blob from the registry's own blobs, from a peer that holds it, or from the
+// upstream; a manifest from a peer or the upstream. size is the blob's size if known,
+// else -1. w, if set, is a client waiting for the blob: it gets the blob as it comes from
+// the upstream, and ensure reports whether it did. delegate lets the mirror ask the peer
+// whose turn it is to fetch d from the upstream to do so, rather than fetch it itself; a
+// fetch for a peer does not delegate again.
 //
 // Everyone asking for d at once shares one fetch. The fetch goes on, within its bounds,
 // when its client goes away: others may be waiting for it, and it is kept.
 func (m *Mirror) ensure(ctx context.Context, repo distribution.Repository, d digest.Digest, k kind, size int64, w http.ResponseWriter, delegate bool) (served bool, err error) {
-	if linked, err := m.linked(ctx, repo, d, k); linked || err != nil {
-		return false, err
-	}
-	f, first := m.fetches.start(d)
-	if !first {
+	var f *flight
+	for {
+		if linked, err := m.linked(ctx, repo, d, k); linked || err != nil {
+			return false, err
+		}
+		var first bool
+		if f, first = m.fetches.start(d); first {
+			break
+		}
+		// A fetch of d, its publishing or its expiry: once it ends, d may be linked
+		// here, held, or gone.
 		if err := f.wait(ctx); err != nil {
 			return false, err
 		}
-		return false, m.link(ctx, repo, d, k)
 	}
 	defer func() {
+		if err == nil && k == manifestKind {
+			m.expiry.mirrored(d)
+		}
 		var cut *cutError
 		ferr := err
 		if errors.As(err, &cut) {
@@ -84,12 +93,17 @@ func (m *Mirror) ensure(ctx context.Context, repo distribution.Repository, d dig
 	defer stop()
 	defer context.AfterFunc(m.ctx, stop)() // Close stops it
 
-	held, err := driver.Exists(ctx, m.store, layout.Blob(d))
-	if err != nil {
-		return false, err
-	}
-	if held {
-		return false, m.link(ctx, repo, d, k)
+	// A blob the registry holds is linked. A manifest is fetched again: which manifests a
+	// repository of the upstream has is the upstream's to say, and the registry keeps
+	// the bytes of an expired one until disco gc.
+	if k == blobKind {
+		held, err := driver.Exists(ctx, m.store, layout.Blob(d))
+		if err != nil {
+			return false, err
+		}
+		if held {
+			return false, m.link(ctx, repo, d, k)
+		}
 	}
 	if m.peers != nil {
 		if a, ok := m.peers.find(ctx, repo.Named().Name(), d, k, delegate); ok {
@@ -151,8 +165,11 @@ func (m *Mirror) put(ctx context.Context, repo distribution.Repository, b []byte
 	if err != nil {
 		return err
 	}
-	_, err = ms.Put(ctx, man)
-	return err
+	if _, err := ms.Put(ctx, man); err != nil {
+		return err
+	}
+	m.changed(repo.Named().Name())
+	return nil
 }
 
 // manifestType returns the media type of the manifest b: what its upstream said, else

@@ -7,8 +7,9 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// flights make one fetch of a digest at a time: the first caller does it, on its own
-// goroutine, and later callers wait for it to end.
+// flights make one piece of work on a digest at a time: a fetch, the publishing of a
+// manifest, or its expiry. The first caller does it, on its own goroutine, and later
+// callers wait for it to end, or give up their turn.
 type flights struct {
 	mu sync.Mutex
 	m  map[digest.Digest]*flight
@@ -19,8 +20,8 @@ type flight struct {
 	err  error
 }
 
-// start returns the fetch of d in progress and false, or a new one and true: the caller
-// then does the fetch and must end it.
+// start returns the work on d in progress and false, or a new one and true: the caller
+// then does the work and must end it.
 func (fs *flights) start(d digest.Digest) (*flight, bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -35,7 +36,23 @@ func (fs *flights) start(d digest.Digest) (*flight, bool) {
 	return f, true
 }
 
-// end ends the fetch f of d with its error.
+// turn waits for the work on d in progress, if any, to end and starts a new one, which
+// the caller must end.
+func (fs *flights) turn(ctx context.Context, d digest.Digest) (*flight, error) {
+	for {
+		f, first := fs.start(d)
+		if first {
+			return f, nil
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// end ends the work f on d with its error.
 func (fs *flights) end(d digest.Digest, f *flight, err error) {
 	fs.mu.Lock()
 	delete(fs.m, d)

@@ -53,7 +53,15 @@ type Options struct {
 	Host host.Host
 	// Trusted are the peers that may have this mirror fetch from the upstream for them.
 	Trusted []peer.ID
-	Log     *slog.Logger
+	// TTL is how long a mirrored manifest is kept after it was fetched; 0 keeps it.
+	TTL time.Duration
+	// StateDir is the directory the fetch times of manifests are kept in, for their TTL;
+	// empty keeps them in memory only.
+	StateDir string
+	// Index, if set, is told of the repositories the mirror changes: the mirror writes
+	// below the registry middleware through which the index sees other changes.
+	Index interface{ Refresh(name string) }
+	Log   *slog.Logger
 	// Metrics registers the mirror's metrics; nil registers none.
 	Metrics prometheus.Registerer
 }
@@ -63,7 +71,9 @@ type Mirror struct {
 	up      *upstream
 	g       *global.Global
 	store   driver.Store
-	peers   *peers // nil: no peers to ask
+	peers   *peers  // nil: no peers to ask
+	expiry  *expiry // nil: images are kept
+	index   interface{ Refresh(name string) }
 	log     *slog.Logger
 	metrics *metrics
 
@@ -112,9 +122,15 @@ func New(o Options) (*Mirror, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mirror{
-		up: up, g: o.Global, store: o.Store, log: o.Log, metrics: met, sizes: sizes,
+		up: up, g: o.Global, store: o.Store, index: o.Index, log: o.Log, metrics: met, sizes: sizes,
 		completing: map[string]bool{}, published: map[string]bool{}, parents: map[string][]digest.Digest{},
 		ctx: ctx, cancel: cancel,
+	}
+	if o.TTL > 0 {
+		if m.expiry, err = openExpiry(o.StateDir, o.TTL, o.Log); err != nil {
+			cancel()
+			return nil, err
+		}
 	}
 	if o.Host != nil {
 		m.peers = newPeers(m, o.Host, o.RemoteURL, o.Trusted, o.PeerTimeout)
@@ -129,7 +145,35 @@ func (m *Mirror) Close() error {
 		m.peers.close()
 	}
 	m.wg.Wait()
+	if m.expiry != nil {
+		return m.expiry.close()
+	}
 	return nil
+}
+
+// serve starts the work of a mirror that serves the registry ns: expiry.
+func (m *Mirror) serve(ns distribution.Namespace) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.local != nil {
+		return errors.New("mirror: already serves a registry")
+	}
+	m.local = ns
+	if m.expiry != nil && m.ctx.Err() == nil {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.expire(m.ctx)
+		}()
+	}
+	return nil
+}
+
+// changed tells the index, if any, that the mirror changed the repository name.
+func (m *Mirror) changed(name string) {
+	if m.index != nil {
+		m.index.Refresh(name)
+	}
 }
 
 // middlewareName is the registry middleware through which the mirror serves repositories.
@@ -141,10 +185,9 @@ func init() {
 		if !ok {
 			return nil, fmt.Errorf("%s middleware: no Mirror in its options", middlewareName)
 		}
-		if m.local != nil {
-			return nil, errors.New("mirror: already serves a registry")
+		if err := m.serve(ns); err != nil {
+			return nil, err
 		}
-		m.local = ns
 		return namespace{Namespace: ns, m: m}, nil
 	})
 }
@@ -181,14 +224,17 @@ type repository struct {
 
 // repository returns the local repository name, below the mirror.
 func (m *Mirror) repository(ctx context.Context, name string) (distribution.Repository, error) {
-	if m.local == nil {
+	m.mu.Lock()
+	local := m.local
+	m.mu.Unlock()
+	if local == nil {
 		return nil, errors.New("mirror: not serving a registry yet")
 	}
 	named, err := reference.WithName(name)
 	if err != nil {
 		return nil, err
 	}
-	return m.local.Repository(ctx, named)
+	return local.Repository(ctx, named)
 }
 
 // ociError is what a client is told of err; unknown is the error for content the upstream

@@ -25,25 +25,34 @@ import (
 	"github.com/discoregistry/disco/internal/disctest"
 )
 
+// The tests run one at a time, each starting its Discos before any request: Kubo sets
+// package variables of boxo's unixfs as a node starts (core/node.IPFS), which races with
+// the MFS work of nodes already serving in the same process.
+
 // upstream is a registry to mirror, in memory, that counts the blob GETs it answers.
 type upstream struct {
 	*httptest.Server
 	user, password string
 
-	mu       sync.Mutex
-	blobGets map[string]int // by digest
-	delay    time.Duration  // before every answer
+	mu           sync.Mutex
+	blobGets     map[string]int // by digest
+	manifestGets map[string]int // by digest or tag
+	delay        time.Duration  // before every answer
 }
 
 func newUpstream(t *testing.T, user, password string) *upstream {
 	t.Helper()
-	u := &upstream{user: user, password: password, blobGets: map[string]int{}}
+	u := &upstream{user: user, password: password, blobGets: map[string]int{}, manifestGets: map[string]int{}}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		delay := u.delay
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
-			u.blobGets[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
+		last := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		switch {
+		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:"):
+			u.blobGets[last]++
+		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/"):
+			u.manifestGets[last]++
 		}
 		u.mu.Unlock()
 		time.Sleep(delay)
@@ -143,14 +152,13 @@ func waitCID(t *testing.T, d *disctest.Disco, h v1.Hash) string {
 }
 
 func TestPullThrough(t *testing.T) {
-	t.Parallel()
 	for _, creds := range []struct{ name, user, password string }{{"anonymous", "", ""}, {"basic auth", "puller", "s3cret"}} {
 		t.Run(creds.name, func(t *testing.T) {
-			t.Parallel()
 			u := newUpstream(t, creds.user, creds.password)
 			img := randomImage(t, 2<<20, 2)
 			h := u.push(t, "up/app:v1", img)
 			m := mirrorOf(t, u, "")
+			plain := disctest.Start(t, "")
 
 			for range 2 {
 				if got := disctest.PullAll(t, m.Ref(t, "up/app:v1")); got != h {
@@ -158,7 +166,6 @@ func TestPullThrough(t *testing.T) {
 				}
 			}
 			// Published as a push of the same image to a plain Disco is.
-			plain := disctest.Start(t, "")
 			plain.Push(t, "elsewhere/app:v2", img)
 			if got, want := waitCID(t, m, h), plain.CIDOf(t, h); got != want {
 				t.Errorf("the mirrored image has CID %s, pushed to a plain Disco %s", got, want)
@@ -177,7 +184,6 @@ func TestPullThrough(t *testing.T) {
 }
 
 func TestPullThroughIndex(t *testing.T) {
-	t.Parallel()
 	u := newUpstream(t, "", "")
 	var platforms []v1.Image
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
@@ -198,6 +204,7 @@ func TestPullThroughIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := mirrorOf(t, u, "")
+	plain := disctest.Start(t, "")
 	pulled, err := remote.Index(m.Ref(t, "up/multi:v1"))
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +216,6 @@ func TestPullThroughIndex(t *testing.T) {
 		d, _ := img.Digest()
 		disctest.PullAll(t, m.Ref(t, "up/multi@"+d.String()))
 	}
-	plain := disctest.Start(t, "")
 	if err := remote.WriteIndex(plain.Ref(t, "x/multi:v1"), idx); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +225,6 @@ func TestPullThroughIndex(t *testing.T) {
 }
 
 func TestPushRefused(t *testing.T) {
-	t.Parallel()
 	u := newUpstream(t, "", "")
 	m := mirrorOf(t, u, "")
 	for _, req := range []struct{ method, path string }{
@@ -257,7 +262,6 @@ func TestPushRefused(t *testing.T) {
 }
 
 func TestUpstreamFaults(t *testing.T) {
-	t.Parallel()
 	u := newUpstream(t, "", "")
 	img := randomImage(t, 1<<20, 1)
 	h := u.push(t, "up/app:v1", img)
@@ -294,7 +298,6 @@ func TestUpstreamFaults(t *testing.T) {
 }
 
 func TestWrongCredentials(t *testing.T) {
-	t.Parallel()
 	u := newUpstream(t, "puller", "s3cret")
 	u.push(t, "up/app:v1", randomImage(t, 1<<10, 1))
 	m := disctest.Start(t, fmt.Sprintf("proxy: {remoteurl: %s, username: puller, password: wrong}", u.URL))
@@ -307,7 +310,6 @@ func TestWrongCredentials(t *testing.T) {
 // TestFromPeer pulls an image through one mirror, then through a second one peered with
 // it: the second gets every blob from the first, over IPFS.
 func TestFromPeer(t *testing.T) {
-	t.Parallel()
 	u := newUpstream(t, "", "")
 	img := randomImage(t, 3<<20, 2)
 	h := u.push(t, "up/app:v1", img)

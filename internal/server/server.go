@@ -22,7 +22,6 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/listener"
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	metrics "github.com/docker/go-metrics"
 	gorhandlers "github.com/gorilla/handlers"
 
@@ -60,9 +59,8 @@ type Backend struct {
 	// Mirror, if set, serves the repositories of the registry proxy.remoteurl names, in
 	// place of Distribution's pull-through cache.
 	Mirror *mirror.Mirror
-	// Snapshot, if set, returns a read-only copy of the registry as it is, for the
-	// index to build from without filling the nodes' caches.
-	Snapshot func(context.Context) (storagedriver.StorageDriver, error)
+	// Index, if set, is the index of the registry the web page shows; nil serves no page.
+	Index *index.Index
 }
 
 // New builds the registry on b. It does not listen yet.
@@ -89,10 +87,9 @@ func New(ctx context.Context, cfg *config.Config, b Backend, log *slog.Logger) (
 		reg.Middleware["registry"] = append(reg.Middleware["registry"], b.Mirror.Middleware())
 	}
 	reg.Middleware["registry"] = append(reg.Middleware["registry"], g.Middleware(plain))
-	var ix *index.Index
-	if cfg.UI.Enabled {
+	ix := b.Index
+	if ix != nil {
 		// Last, to see what global does too.
-		ix = index.New(index.Options{StateDir: cfg.IPFS.Uploads, Log: log, Snapshot: b.Snapshot})
 		reg.Middleware["registry"] = append(reg.Middleware["registry"], ix.Middleware())
 	}
 	if reg.HTTP.Secret == "" {
