@@ -244,7 +244,7 @@ func peer(ds ...*Disco) {
 
 // TestMirrorFetchedOnce pulls fresh images through two, then four mirrors of one upstream
 // that are peers: one after another, then at once. The upstream's access log must show
-// each blob sent once, and every pull must give the image's digest.
+// each blob and the manifest sent once, and every pull must give the image's digest.
 func TestMirrorFetchedOnce(t *testing.T) {
 	t.Parallel()
 	lookTool(t, "skopeo")
@@ -288,8 +288,12 @@ func TestMirrorFetchedOnce(t *testing.T) {
 				t.Errorf("the upstream sent blob %s %d times to %d mirrors, want once", d, gets[d], len(ms))
 			}
 		}
+		if n := u.manifestGets()[digest]; n != 1 {
+			t.Errorf("the upstream sent the manifest %d times to %d mirrors, want once: the others ask it for the tag's digest only", n, len(ms))
+		}
 	}
-	t.Run("two", func(t *testing.T) { pull(t, ms, false) })
+	t.Run("two one after another", func(t *testing.T) { pull(t, ms, false) })
+	t.Run("two at once", func(t *testing.T) { pull(t, ms, true) })
 	more := peeredMirrors(t, u, 2, discoOptions{})
 	all := append(ms, more...)
 	peer(all...)
