@@ -3,10 +3,12 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,6 +35,7 @@ import (
 	"github.com/ipfs/kubo/plugin/plugins/pebbleds"
 	"github.com/ipfs/kubo/repo"
 	"github.com/ipfs/kubo/repo/fsrepo"
+	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 )
@@ -69,6 +72,9 @@ var _ ipfs.Node = (*Node)(nil)
 // Open starts the node, creating its repository on first use.
 func Open(ctx context.Context, o Options) (*Node, error) {
 	if err := Init(o.Path); err != nil {
+		return nil, err
+	}
+	if err := writeSwarmKey(o.Path, o.SwarmKey); err != nil {
 		return nil, err
 	}
 	r, err := fsrepo.Open(o.Path)
@@ -131,8 +137,11 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		return nil, fmt.Errorf("write ipfs config: %w", err)
 	}
 	routing := libp2p.NilRouterOption
-	if o.Public {
+	switch {
+	case o.Public:
 		routing = libp2p.DHTOption
+	case o.Routing == "dht":
+		routing = libp2p.DHTServerOption
 	}
 	// The lifetime context of a Kubo node stops it when cancelled; Close does that here.
 	nd, err := core.NewNode(context.WithoutCancel(ctx), &core.BuildCfg{
@@ -261,3 +270,22 @@ var registerDatastores = sync.OnceValue(func() error {
 	}
 	return nil
 })
+
+// writeSwarmKey puts key where Kubo reads it, as the repository's swarm.key, or removes
+// one a previous configuration left: Disco owns the node's networking.
+func writeSwarmKey(repo string, key []byte) error {
+	name := filepath.Join(repo, "swarm.key")
+	if key == nil {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("swarm key: %w", err)
+		}
+		return nil
+	}
+	if _, err := pnet.DecodeV1PSK(bytes.NewReader(key)); err != nil {
+		return fmt.Errorf("swarm key: %w", err)
+	}
+	if err := os.WriteFile(name, key, 0o600); err != nil {
+		return fmt.Errorf("swarm key: %w", err)
+	}
+	return nil
+}
