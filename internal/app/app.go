@@ -96,8 +96,8 @@ type Storage struct {
 
 // openStorage opens the nodes c configures, Kubo daemons' or the embedded one (offline,
 // for maintenance, if asked), and the Store over them.
-func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offline bool) (s *Storage, err error) {
-	s = &Storage{Uploads: c.IPFS.Uploads}
+func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offline bool) (_ *Storage, err error) {
+	s := &Storage{Uploads: c.IPFS.Uploads}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.Close())

@@ -155,9 +155,14 @@ func (g *Global) fileDigestName(ctx context.Context, node ipfs.Node, c cid.Cid, 
 	}
 	files[layout.TagLink(c.String())] = []byte(top.String())
 	files[layout.TagIndexLink(c.String(), top)] = []byte(top.String())
+	files[ClonedMarker] = []byte(c.String())
 	_, err = g.file(ctx, top.Encoded(), files)
 	return err
 }
+
+// ClonedMarker is a file in a digest repository made for a clone, not for a push: the
+// web page tells the two apart by it. Distribution does not look at it.
+const ClonedMarker = "disco-cloned"
 
 // readFiles reads every file of the directory at root, checked already, by path below it.
 func readFiles(ctx context.Context, node ipfs.Node, root string) (map[string][]byte, error) {

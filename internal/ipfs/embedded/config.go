@@ -121,6 +121,10 @@ func applyOptions(cfg *config.Config, o Options) error {
 	cfg.Swarm.Transports.Network.Relay = config.False
 	cfg.Provide.Enabled = config.False
 	cfg.HTTPRetrieval.Enabled = config.False
+	if len(o.SwarmKey) > 0 {
+		// libp2p cannot share the TCP listener with websockets in a private network.
+		cfg.Swarm.Transports.Network.Websocket = config.False
+	}
 	if o.Routing == "dht" {
 		// A DHT of the nodes reached from Peers, on whatever addresses they have,
 		// loopback ones included; every node a server of it.
@@ -128,6 +132,9 @@ func applyOptions(cfg *config.Config, o Options) error {
 		cfg.Routing.Type = config.NewOptionalString("dhtserver")
 		cfg.Routing.LoopbackAddressesOnLanDHT = config.True
 		cfg.Provide.Enabled = config.True
+		// The sweeping provider waits to learn the size of the network before it
+		// announces anything; among a few Discos, announce each new CID at once.
+		cfg.Provide.DHT.SweepEnabled = config.False
 	}
 	return nil
 }
