@@ -140,7 +140,7 @@ func (d *Daemon) Start(peers ...string) {
 	from, _ := log.Seek(0, io.SeekEnd)
 	cmd := exec.Command(d.bin, "daemon", "--migrate=false")
 	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, log, log
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = SysProcAttr()
 	err = cmd.Start()
 	log.Close()
 	if err != nil {

@@ -7,8 +7,9 @@ import (
 	"syscall"
 )
 
-// sysProcAttr has the kernel kill a daemon whose test process died without stopping it.
-func sysProcAttr() *syscall.SysProcAttr {
+// SysProcAttr has the kernel kill a process a test started (a daemon, a server) when the
+// test process dies without stopping it.
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 

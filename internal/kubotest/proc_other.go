@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// sysProcAttr is empty where the kernel cannot kill a daemon whose test process died;
+// SysProcAttr is empty where the kernel cannot kill a process whose test process died;
 // t.Cleanup stops it.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+func SysProcAttr() *syscall.SysProcAttr { return nil }
 
 // isStopped cannot tell without /proc: it gives a stopped process a moment.
 func isStopped(int) bool {
