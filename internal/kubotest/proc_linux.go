@@ -13,9 +13,9 @@ func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
-// isStopped reports whether process pid is stopped by a signal: the signal takes effect
+// IsStopped reports whether process pid is stopped by a signal: the signal takes effect
 // some time after kill returns.
-func isStopped(pid int) bool {
+func IsStopped(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false

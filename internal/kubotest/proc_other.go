@@ -11,8 +11,8 @@ import (
 // t.Cleanup stops it.
 func SysProcAttr() *syscall.SysProcAttr { return nil }
 
-// isStopped cannot tell without /proc: it gives a stopped process a moment.
-func isStopped(int) bool {
+// IsStopped cannot tell without /proc: it gives a stopped process a moment.
+func IsStopped(int) bool {
 	time.Sleep(100 * time.Millisecond)
 	return true
 }

@@ -7,17 +7,20 @@ package s3test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go/aws"
+	"github.com/aws/aws-sdk-go/aws/awserr"
 	"github.com/aws/aws-sdk-go/aws/credentials"
 	"github.com/aws/aws-sdk-go/aws/session"
 	"github.com/aws/aws-sdk-go/service/s3"
@@ -174,12 +177,75 @@ func (s *Server) AllowAnonymousReads() {
 	}
 }
 
+// Has reports whether the bucket holds an object under key.
+func (s *Server) Has(key string) bool {
+	s.t.Helper()
+	_, err := s.Client().HeadObject(&s3.HeadObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
+	var rf awserr.RequestFailure
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &rf) && rf.StatusCode() == http.StatusNotFound:
+		return false
+	}
+	s.t.Fatalf("HEAD %s/%s: %v", s.Bucket, key, err)
+	return false
+}
+
+// Empty deletes every object of the bucket.
+func (s *Server) Empty() {
+	s.t.Helper()
+	c := s.Client()
+	var keys []*s3.ObjectIdentifier
+	err := c.ListObjectsV2Pages(&s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket)}, func(page *s3.ListObjectsV2Output, _ bool) bool {
+		for _, o := range page.Contents {
+			keys = append(keys, &s3.ObjectIdentifier{Key: o.Key})
+		}
+		return true
+	})
+	if err != nil {
+		s.t.Fatalf("list %s: %v", s.Bucket, err)
+	}
+	for batch := range slices.Chunk(keys, 1000) { // DeleteObjects takes 1000 at most
+		out, err := c.DeleteObjects(&s3.DeleteObjectsInput{Bucket: aws.String(s.Bucket), Delete: &s3.Delete{Objects: batch}})
+		if err == nil && len(out.Errors) > 0 {
+			err = fmt.Errorf("%d not deleted, the first %s: %s", len(out.Errors), aws.StringValue(out.Errors[0].Key), aws.StringValue(out.Errors[0].Message))
+		}
+		if err != nil {
+			s.t.Fatalf("empty %s: %v", s.Bucket, err)
+		}
+	}
+}
+
+// Pause stops versitygw's process without ending it (SIGSTOP): it takes connections and
+// answers nothing, as a service that hangs, until Resume.
+func (s *Server) Pause() {
+	s.t.Helper()
+	if !s.running() {
+		return
+	}
+	s.proc.Signal(syscall.SIGSTOP)
+	for deadline := time.Now().Add(10 * time.Second); !kubotest.IsStopped(s.proc.Pid); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("versitygw (PID %d) not stopped 10s after SIGSTOP", s.proc.Pid)
+		}
+	}
+}
+
+// Resume lets a paused versitygw run again (SIGCONT).
+func (s *Server) Resume() {
+	if s.running() {
+		s.proc.Signal(syscall.SIGCONT)
+	}
+}
+
 // Stop stops versitygw with SIGTERM, then SIGKILL if it has not exited within
 // stopTimeout, and waits for it to exit.
 func (s *Server) Stop() {
 	if !s.running() {
 		return
 	}
+	s.Resume() // a paused process takes SIGTERM only once it runs
 	s.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
