@@ -1,8 +1,10 @@
 package cache_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/discoregistry/disco/internal/disctest"
@@ -210,4 +215,57 @@ func testCacheOnly(t *testing.T, b *backend) {
 	if got := disctest.PullAll(t, d.Ref(t, "app/chunked:v1")); got != h {
 		t.Errorf("an image pushed in chunks: %s, want %s", got, h)
 	}
+}
+
+// TestCacheDown pulls from a Disco whose cache, an S3 bucket, is down: IPFS answers, and
+// soon, whether the cache refuses connections or takes them and hangs.
+func TestCacheDown(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		down func(*s3test.Server)
+	}{
+		{"stopped", (*s3test.Server).Stop},
+		{"hanging", (*s3test.Server).Pause},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := s3test.Start(t)
+			b := &backend{driver: map[string]any{"s3": s.Params("")}}
+			d := disctest.Start(t, b.yaml(t, ""))
+			img, _ := random.Image(1<<20, 4)
+			h := d.Push(t, "app/x:v1", img)
+			tt.down(s)
+			// From IPFS alone the pull takes a second; each of its reads waiting for the
+			// cache to fail, or hanging on it, it takes a minute, or for ever.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got, err := pull(ctx, d.Ref(t, "app/x:v1"))
+			if err != nil || got != h {
+				t.Errorf("pull with the cache %s: %s, %v; want %s within 30s", tt.name, got, err, h)
+			}
+		})
+	}
+}
+
+// pull pulls ref and reads every layer, checking digests, within ctx.
+func pull(ctx context.Context, ref name.Reference) (v1.Hash, error) {
+	img, err := remote.Image(ref, remote.WithContext(ctx))
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed() // verifies the digest as it reads
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	return img.Digest()
 }

@@ -64,8 +64,14 @@ type Server struct {
 
 // Start runs versitygw over a new temporary directory, waits until it answers, and
 // creates a bucket.
+//
+// It clears AWS_CA_BUNDLE for the test: with it set, every AWS SDK v1 session made
+// (each s3 driver Distribution makes, as Discos start) loads the bundle into
+// http.DefaultClient's transport, a data race with the requests other drivers in the
+// test process have in flight. versitygw is plain HTTP on loopback: no CA is used.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	t.Setenv("AWS_CA_BUNDLE", "")
 	bin := Versitygw.Path(t)
 	dir := t.TempDir()
 	s := &Server{
@@ -135,6 +141,7 @@ func (s *Server) Client() *s3.S3 {
 		Region:           aws.String(Region),
 		S3ForcePathStyle: aws.Bool(true),
 		DisableSSL:       aws.Bool(true),
+		HTTPClient:       &http.Client{},
 	})
 	if err != nil {
 		s.t.Fatal(err)
