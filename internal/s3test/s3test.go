@@ -56,6 +56,7 @@ type Server struct {
 	SecretKey string
 	Dir       string // the posix backend's directory: the bucket is Dir/Bucket
 	Log       string // versitygw's output
+	AccessLog string // the requests it served, one a line
 
 	t    testing.TB
 	proc *os.Process
@@ -65,13 +66,12 @@ type Server struct {
 // Start runs versitygw over a new temporary directory, waits until it answers, and
 // creates a bucket.
 //
-// It clears AWS_CA_BUNDLE for the test: with it set, every AWS SDK v1 session made
-// (each s3 driver Distribution makes, as Discos start) loads the bundle into
-// http.DefaultClient's transport, a data race with the requests other drivers in the
-// test process have in flight. versitygw is plain HTTP on loopback: no CA is used.
+// A test process that makes several s3 drivers while others have requests in flight (as
+// Discos start and stop) should run without AWS_CA_BUNDLE: with it set, every AWS SDK v1
+// session made without an HTTP client of its own, Distribution's among them, loads the
+// bundle into http.DefaultClient's transport, a data race. versitygw is plain HTTP.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	t.Setenv("AWS_CA_BUNDLE", "")
 	bin := Versitygw.Path(t)
 	dir := t.TempDir()
 	s := &Server{
@@ -81,6 +81,7 @@ func Start(t testing.TB) *Server {
 		SecretKey: rand.Text(),
 		Dir:       filepath.Join(dir, "data"),
 		Log:       filepath.Join(dir, "versitygw.log"),
+		AccessLog: filepath.Join(dir, "access.log"),
 		t:         t,
 	}
 	if err := os.Mkdir(s.Dir, 0o755); err != nil {
@@ -91,7 +92,7 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey,
-		"--port", strings.TrimPrefix(s.Endpoint, "http://"), "--region", Region, "--quiet",
+		"--port", strings.TrimPrefix(s.Endpoint, "http://"), "--region", Region, "--quiet", "--access-log", s.AccessLog,
 		"posix", s.Dir)
 	// Its settings are the flags above, whatever the environment says.
 	cmd.Env = kubotest.CleanEnv("VGW_", "ROOT_", "AWS_", "LOGFILE", "WEBHOOK")
@@ -222,6 +223,25 @@ func (s *Server) Empty() {
 			s.t.Fatalf("empty %s: %v", s.Bucket, err)
 		}
 	}
+}
+
+// AnonymousGets counts the GETs of objects without credentials that versitygw answered
+// with 200 so far: those of clients redirected to the bucket.
+func (s *Server) AnonymousGets() int {
+	s.t.Helper()
+	b, err := os.ReadFile(s.AccessLog)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		// owner bucket [time zone] ip requester request-id operation key uri status ...,
+		// with "-" for the requester of an anonymous request.
+		if f := strings.Fields(line); len(f) > 10 && f[5] == "-" && f[7] == "s3_GetObject" && f[10] == "200" {
+			n++
+		}
+	}
+	return n
 }
 
 // Pause stops versitygw's process without ending it (SIGSTOP): it takes connections and

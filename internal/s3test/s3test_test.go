@@ -108,6 +108,9 @@ func TestAnonymousReads(t *testing.T) {
 	if code, b := get(); code != http.StatusOK || !bytes.Equal(b, body) {
 		t.Errorf("anonymous GET of a public bucket: %d %q, want 200 %q", code, b, body)
 	}
+	if n := s.AnonymousGets(); n != 1 {
+		t.Errorf("versitygw logged %d anonymous GETs answered, want 1", n)
+	}
 	req, err := http.NewRequest(http.MethodPut, s.BucketURL()+"/a/c", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
