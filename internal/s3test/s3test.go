@@ -91,8 +91,10 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey,
-		"--port", strings.TrimPrefix(s.Endpoint, "http://"), "--region", Region, "--quiet", "--access-log", s.AccessLog,
+	cmd := exec.Command(bin,
+		"--access", s.AccessKey, "--secret", s.SecretKey, "--region", Region,
+		"--port", strings.TrimPrefix(s.Endpoint, "http://"),
+		"--quiet", "--access-log", s.AccessLog,
 		"posix", s.Dir)
 	// Its settings are the flags above, whatever the environment says.
 	cmd.Env = kubotest.CleanEnv("VGW_", "ROOT_", "AWS_", "LOGFILE", "WEBHOOK")
