@@ -56,9 +56,10 @@ type Node struct {
 	// Lookups hold it shared.
 	mu           sync.RWMutex
 	journal      *journal
-	changes      uint64 // MFS changes made so far
-	checkpointed uint64 // value of changes at the last checkpoint
-	flushes      uint64 // MFS flushes so far
+	disk         *syncer // syncs the repository's file system when a change is acknowledged
+	changes      uint64  // MFS changes made so far
+	checkpointed uint64  // value of changes at the last checkpoint
+	flushes      uint64  // MFS flushes so far
 	stop         context.CancelFunc
 	stopped      chan struct{}
 
@@ -86,8 +87,13 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		r.Close()
 		return nil, err
 	}
+	if n.disk, err = newSyncer(o.Path); err != nil {
+		n.ipfs.Close()
+		return nil, err
+	}
 	if err := n.recover(ctx, filepath.Join(o.Path, journalFile)); err != nil {
 		n.ipfs.Close()
+		n.disk.Close()
 		return nil, err
 	}
 	return n, nil
@@ -196,7 +202,7 @@ func (n *Node) Close() error {
 	if err == nil {
 		err = n.journal.Close()
 	}
-	return errors.Join(err, n.ipfs.Close())
+	return errors.Join(err, n.ipfs.Close(), n.disk.Close())
 }
 
 // Init creates the Kubo repository at path with a new ed25519 identity, unless one exists.
