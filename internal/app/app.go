@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -158,8 +159,8 @@ type Storage struct {
 
 // openStorage opens the nodes c configures, Kubo daemons' or the embedded one (offline,
 // for maintenance, if asked), and the Store over them.
-func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offline bool) (s *Storage, err error) {
-	s = &Storage{Uploads: c.IPFS.Uploads}
+func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offline bool) (_ *Storage, err error) {
+	s := &Storage{Uploads: c.IPFS.Uploads}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.Close())
@@ -192,7 +193,11 @@ func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offlin
 		if offline {
 			open = embedded.OpenOffline
 		}
-		node, err := open(ctx, NodeOptions(c, log))
+		opts, err := NodeOptions(c, log)
+		if err != nil {
+			return nil, err
+		}
+		node, err := open(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -280,7 +285,11 @@ func Identities(ctx context.Context, c *config.Config) ([]ipfs.Identity, error) 
 		return nil, errors.New("storage.ipfs.cacheonly: Disco runs no IPFS node")
 	}
 	if len(c.IPFS.Router.Nodes) == 0 {
-		id, err := embedded.ReadIdentity(NodeOptions(c, nil))
+		opts, err := NodeOptions(c, nil)
+		if err != nil {
+			return nil, err
+		}
+		id, err := embedded.ReadIdentity(opts)
 		return []ipfs.Identity{id}, err
 	}
 	var ids []ipfs.Identity
@@ -300,7 +309,15 @@ func Identities(ctx context.Context, c *config.Config) ([]ipfs.Identity, error) 
 }
 
 // NodeOptions are the embedded node's options from storage.ipfs.node.
-func NodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
+func NodeOptions(c *config.Config, log *slog.Logger) (embedded.Options, error) {
 	n := c.IPFS.Node
-	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Log: log}
+	o := embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Routing: n.Routing, Log: log}
+	if n.SwarmKey != "" {
+		key, err := os.ReadFile(n.SwarmKey)
+		if err != nil {
+			return o, fmt.Errorf("storage.ipfs.node.swarmkey: %w", err)
+		}
+		o.SwarmKey = key
+	}
+	return o, nil
 }

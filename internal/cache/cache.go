@@ -2,8 +2,9 @@
 // storage drivers (an S3 bucket, a directory), the original Disco's secondary cache.
 // Every write that stores something goes to IPFS first, then to the cache, before it is
 // acknowledged; uploads in progress stay in IPFS alone. Reads go to the cache first and
-// fall back to IPFS, copying what the cache lacks into it. A blob in the cache may be
-// served by redirecting the client there.
+// fall back to IPFS, copying what the cache lacks into it; a cache that fails or hangs is
+// left out of reads for a while. A blob in the cache may be served by redirecting the
+// client there.
 package cache
 
 import (
@@ -18,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -47,7 +49,24 @@ type store struct {
 
 	repairs singleflight.Group // by path
 	slots   chan struct{}      // bounds repairs at once
+
+	downUntil atomic.Int64 // reads skip the cache until then, in Unix nanoseconds
 }
+
+// readTimeout bounds how long a read waits for the cache (for a Reader, until it starts
+// answering) before IPFS answers it instead: a cache that hangs must not hang pulls that
+// IPFS can serve. A listing, which may take many requests, has listTimeout.
+const (
+	readTimeout = 5 * time.Second
+	listTimeout = time.Minute
+)
+
+// downFor is how long reads skip a cache that failed one: they go to IPFS at once rather
+// than each wait for the cache to fail again. Writes still go to the cache, and fail.
+const downFor = 10 * time.Second
+
+// errCacheDown is what a read that skipped the cache got from it.
+var errCacheDown = errors.New("cache skipped: it failed a read less than " + downFor.String() + " ago")
 
 var _ driver.Store = (*Store)(nil)
 
@@ -98,14 +117,15 @@ func transient(p string) bool {
 
 func (s *store) GetContent(ctx context.Context, p string) ([]byte, error) {
 	if !transient(p) {
-		b, err := s.cache.GetContent(ctx, p)
+		b, err := cacheRead(ctx, s, p, readTimeout, func(ctx context.Context) ([]byte, error) { return s.cache.GetContent(ctx, p) })
 		if err == nil {
 			return b, nil
 		}
-		s.missed(p, err)
 	}
 	b, err := s.primary.GetContent(ctx, p)
-	if err == nil && !transient(p) {
+	if err == nil && !transient(p) && s.cacheUp() {
+		ctx, cancel := context.WithTimeout(ctx, readTimeout)
+		defer cancel()
 		if err := s.cache.PutContent(ctx, p, b); err != nil {
 			s.log.Warn("cache repair failed", "path", p, "err", err)
 		}
@@ -113,11 +133,72 @@ func (s *store) GetContent(ctx context.Context, p string) ([]byte, error) {
 	return b, err
 }
 
-// missed logs a read the cache could not answer for another reason than not having it.
-func (s *store) missed(p string, err error) {
-	if !driver.IsNotFound(err) {
-		s.log.Warn("cache read failed, reading IPFS", "path", p, "err", err)
+// cacheUp reports whether reads go to the cache: it has not failed one lately.
+func (s *store) cacheUp() bool { return time.Now().UnixNano() >= s.downUntil.Load() }
+
+// cacheRead reads p from the cache with read, within timeout, unless the cache failed a
+// read lately.
+func cacheRead[T any](ctx context.Context, s *store, p string, timeout time.Duration, read func(context.Context) (T, error)) (T, error) {
+	if !s.cacheUp() {
+		var zero T
+		return zero, errCacheDown
 	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, err := read(rctx)
+	if err != nil {
+		s.missed(ctx, p, err)
+	}
+	return v, err
+}
+
+// cacheReader opens p in the cache at offset, as cacheRead reads: the cache has
+// readTimeout to start answering, then the reader is the caller's until it closes it.
+func (s *store) cacheReader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	if !s.cacheUp() {
+		return nil, errCacheDown
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(readTimeout, func() { cancel(context.DeadlineExceeded) })
+	r, err := s.cache.Reader(rctx, p, offset)
+	if !timer.Stop() && err == nil { // it answered as its time ran out
+		r.Close()
+		err = context.DeadlineExceeded
+	}
+	if err != nil {
+		cancel(nil)
+		s.missed(ctx, p, err)
+		return nil, err
+	}
+	return cancelOnClose{r, cancel}, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (c cancelOnClose) Close() error {
+	defer c.cancel(nil)
+	return c.ReadCloser.Close()
+}
+
+// missed handles a read the cache did not answer with p: one it failed, not for want of
+// p nor because its caller gave up, is logged, and reads skip the cache for downFor.
+func (s *store) missed(ctx context.Context, p string, err error) {
+	if ctx.Err() != nil || answered(err) {
+		return
+	}
+	s.downUntil.Store(time.Now().Add(downFor).UnixNano())
+	s.log.Warn("cache read failed: reading IPFS, and only IPFS for "+downFor.String(), "path", p, "err", err)
+}
+
+// answered reports an error the cache answers with when it works: p is not there, or
+// is not what was asked of it.
+func answered(err error) bool {
+	return driver.IsNotFound(err) ||
+		errors.As(err, new(storagedriver.InvalidPathError)) ||
+		errors.As(err, new(storagedriver.InvalidOffsetError))
 }
 
 func (s *store) PutContent(ctx context.Context, p string, b []byte) error {
@@ -135,11 +216,9 @@ func (s *store) PutContent(ctx context.Context, p string, b []byte) error {
 
 func (s *store) Reader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
 	if !transient(p) {
-		r, err := s.cache.Reader(ctx, p, offset)
-		if err == nil {
+		if r, err := s.cacheReader(ctx, p, offset); err == nil {
 			return r, nil
 		}
-		s.missed(p, err)
 	}
 	r, err := s.primary.Reader(ctx, p, offset)
 	if err == nil && !transient(p) {
@@ -151,6 +230,9 @@ func (s *store) Reader(ctx context.Context, p string, offset int64) (io.ReadClos
 // repairLater copies p from IPFS into the cache in the background, once for concurrent
 // misses, a few at a time.
 func (s *store) repairLater(p string) {
+	if !s.cacheUp() {
+		return
+	}
 	go s.repairs.Do(p, func() (any, error) {
 		s.slots <- struct{}{}
 		defer func() { <-s.slots }()
@@ -174,7 +256,7 @@ func (s *store) Writer(ctx context.Context, p string, append bool) (storagedrive
 
 func (s *store) Stat(ctx context.Context, p string) (storagedriver.FileInfo, error) {
 	if !transient(p) {
-		if fi, err := s.cache.Stat(ctx, p); err == nil {
+		if fi, err := cacheRead(ctx, s, p, readTimeout, func(ctx context.Context) (storagedriver.FileInfo, error) { return s.cache.Stat(ctx, p) }); err == nil {
 			return fi, nil
 		}
 	}
@@ -188,7 +270,7 @@ func (s *store) List(ctx context.Context, p string) ([]string, error) {
 	if transient(p) {
 		return fromIPFS, perr
 	}
-	fromCache, cerr := s.cache.List(ctx, p)
+	fromCache, cerr := cacheRead(ctx, s, p, listTimeout, func(ctx context.Context) ([]string, error) { return s.cache.List(ctx, p) })
 	if perr != nil && cerr != nil {
 		if driver.IsNotFound(perr) {
 			return nil, perr
@@ -233,7 +315,7 @@ func (s *store) RedirectURL(r *http.Request, p string) (string, error) {
 	if s.redirect == nil {
 		return "", nil
 	}
-	if _, err := s.cache.Stat(r.Context(), p); err != nil {
+	if _, err := cacheRead(r.Context(), s, p, readTimeout, func(ctx context.Context) (storagedriver.FileInfo, error) { return s.cache.Stat(ctx, p) }); err != nil {
 		s.repairLater(p)
 		return "", nil
 	}

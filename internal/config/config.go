@@ -70,6 +70,10 @@ type Node struct {
 	Swarm  []string `yaml:"swarm"`
 	Peers  []string `yaml:"peers"`
 	Public bool     `yaml:"public"`
+	// Routing is none (dial only peers) or dht (a DHT among the nodes reached from peers).
+	Routing string `yaml:"routing"`
+	// SwarmKey names a file in the format of Kubo's swarm.key: a private network.
+	SwarmKey string `yaml:"swarmkey"`
 }
 
 // Disco is the disco section.
@@ -246,6 +250,14 @@ func (c *Config) resolve(getenv func(string) string) error {
 		c.IPFS.Uploads = filepath.Join(home, ".disco", "uploads")
 	}
 	c.IPFS.Node.Path = expandHome(c.IPFS.Node.Path, home)
+	if c.IPFS.Node.SwarmKey != "" {
+		c.IPFS.Node.SwarmKey = expandHome(c.IPFS.Node.SwarmKey, home)
+	}
+	switch c.IPFS.Node.Routing {
+	case "", "none", "dht":
+	default:
+		return fmt.Errorf("storage.ipfs.node.routing: %q: want none or dht", c.IPFS.Node.Routing)
+	}
 	c.IPFS.Uploads = expandHome(c.IPFS.Uploads, home)
 	if c.IPFS.Node.Swarm == nil {
 		c.IPFS.Node.Swarm = []string{"/ip4/127.0.0.1/tcp/4001"}

@@ -226,6 +226,9 @@ func (s *spooled) save() error {
 			return fmt.Errorf("spool: %w", err)
 		}
 		_, err = f.Write(b.Bytes())
+		if err == nil {
+			err = f.Sync()
+		}
 		if err = errors.Join(err, f.Close()); err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
@@ -233,14 +236,35 @@ func (s *spooled) save() error {
 	}
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(s.chunk)), uint64(len(s.parts)))
 	b = append(b, s.chunk...)
-	tmp := filepath.Join(s.dir, chunkFile+".new")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, chunkFile)); err != nil {
+	if err := writeDurably(filepath.Join(s.dir, chunkFile), b); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
+}
+
+// writeDurably replaces the file name with b, whole, and returns once the new file and
+// its name are on disk: an upload's state is acknowledged with the request that saved it.
+func writeDurably(name string, b []byte) error {
+	tmp := name + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err := errors.Join(err, f.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(name))
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // SpooledParts returns the CIDs of the chunks that the uploads in progress spooled in the

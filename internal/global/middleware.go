@@ -92,10 +92,38 @@ func (r repository) Tags(ctx context.Context) distribution.TagService {
 
 func (r repository) Blobs(ctx context.Context) distribution.BlobStore {
 	bs := r.Repository.Blobs(ctx)
-	if _, ok := ParseCIDName(r.Named().Name()); !ok || r.g.node == nil {
+	if r.g.node == nil {
 		return bs // with no IPFS node, nothing comes from the network
 	}
+	bs = mounting{BlobStore: bs, g: r.g}
+	if _, ok := ParseCIDName(r.Named().Name()); !ok {
+		return bs
+	}
 	return blobs{BlobStore: bs, name: r.Named().Name(), g: r.g}
+}
+
+// mounting fetches, before a cross-repository mount from a CID repository, the blob to
+// mount if it is not local yet: Distribution mounts only what it holds, and the client
+// would upload the whole blob again.
+type mounting struct {
+	distribution.BlobStore
+	g *Global
+}
+
+func (m mounting) Create(ctx context.Context, options ...distribution.BlobCreateOption) (distribution.BlobWriter, error) {
+	var opts distribution.CreateOptions
+	for _, o := range options {
+		o.Apply(&opts) // errors are the inner Create's to report
+	}
+	if from := opts.Mount.From; opts.Mount.ShouldMount && from != nil {
+		if _, isCID := ParseCIDName(from.Name()); isCID {
+			if err := m.g.ensureRepository(ctx, from.Name()); err == nil {
+				// A failure leaves the mount to fail: the client uploads the blob.
+				blobs{name: from.Name(), g: m.g}.ensure(ctx, from.Digest())
+			}
+		}
+	}
+	return m.BlobStore.Create(ctx, options...)
 }
 
 // tags publishes a manifest before tagging it: a client is never told that a tagged push

@@ -138,7 +138,17 @@ func (ix *Index) refresh(ctx context.Context, name string, src source, live bool
 		return
 	}
 	ix.store(name, tags, described)
+	if _, isCID := global.ParseCIDName(name); isCID && live {
+		// A clone files the image under its digest too: read that repository as well.
+		for _, t := range tags {
+			if t.Name == "latest" && !ix.has(t.Digest.Encoded()) {
+				ix.q.add(t.Digest.Encoded())
+			}
+		}
+	}
 	if global.IsDigestName(name) {
+		_, err := src.driver.Stat(ctx, path.Join(layout.Repository(name), global.ClonedMarker))
+		ix.setCloned(name, err == nil)
 		// The digest repository is tagged with the CID: that repository is new too.
 		pushed := ix.pushes.get(name)
 		for _, t := range tags {

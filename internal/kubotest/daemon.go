@@ -140,7 +140,7 @@ func (d *Daemon) Start(peers ...string) {
 	from, _ := log.Seek(0, io.SeekEnd)
 	cmd := exec.Command(d.bin, "daemon", "--migrate=false")
 	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, log, log
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = SysProcAttr()
 	err = cmd.Start()
 	log.Close()
 	if err != nil {
@@ -197,7 +197,7 @@ func (d *Daemon) Pause() {
 		return
 	}
 	d.proc.Signal(syscall.SIGSTOP)
-	for deadline := time.Now().Add(10 * time.Second); !isStopped(d.proc.Pid); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !IsStopped(d.proc.Pid); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			d.t.Fatalf("ipfs daemon (PID %d) not stopped 10s after SIGSTOP", d.proc.Pid)
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -71,6 +72,19 @@ func (g *GoTool) build() (string, error) {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
+	}
+	// go test runs the packages that need the tool in parallel processes: one builds it,
+	// the others wait for it and find it built.
+	lock, err := os.OpenFile(bin+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close() // and so unlocked
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	if g.check(bin) == nil {
+		return bin, nil
 	}
 	// go install module@version refuses modules with replace or exclude directives, Kubo
 	// among them: download the module and build in its directory, where they apply.

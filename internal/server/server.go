@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path"
 	"slices"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/index"
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/layout"
 	"github.com/discoregistry/disco/internal/mirror"
 	"github.com/discoregistry/disco/internal/ui"
 )
@@ -133,7 +135,7 @@ func New(ctx context.Context, cfg *config.Config, b Backend, log *slog.Logger) (
 	h = authenticate(h, ac, reg.HTTP.Prefix)
 	h = s.withHealth(h)
 	if ix != nil {
-		page, err := newUI(reg, ac, ix, ext, log)
+		page, err := newUI(reg, ac, ix, ext, store, log)
 		if err != nil {
 			return nil, err
 		}
@@ -162,8 +164,12 @@ func New(ctx context.Context, cfg *config.Config, b Backend, log *slog.Logger) (
 }
 
 // newUI builds the web page, guarded by the registry's access controller ac, if any.
-func newUI(reg *configuration.Configuration, ac *onceController, ix *index.Index, ext *api.API, log *slog.Logger) (*ui.UI, error) {
-	o := ui.Options{Index: ix, Namespace: ix.Namespace(), Referrers: ext.Referrers, Prefix: reg.HTTP.Prefix, Log: log}
+func newUI(reg *configuration.Configuration, ac *onceController, ix *index.Index, ext *api.API, store driver.Store, log *slog.Logger) (*ui.UI, error) {
+	o := ui.Options{Index: ix, Namespace: ix.Namespace(), Referrers: ext.Referrers, Prefix: reg.HTTP.Prefix, Log: log,
+		Cloned: func(ctx context.Context, hex string) bool {
+			ok, _ := driver.Exists(ctx, store, path.Join(layout.Repository(hex), global.ClonedMarker))
+			return ok
+		}}
 	if ac != nil {
 		o.Access = ac
 	}
