@@ -43,6 +43,7 @@ type Node struct {
 	api   coreiface.CoreAPI
 	root  *mfs.Root
 	local ipld.DAGService // the blockstore alone, without the network
+	path  string          // of the repository
 
 	log *slog.Logger
 
@@ -172,7 +173,7 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		log = slog.Default()
 	}
 	local := merkledag.NewDAGService(blockservice.New(nd.Blockstore, offline.Exchange(nd.Blockstore)))
-	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, local: local, added: added, log: log}, nil
+	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, local: local, path: o.Path, added: added, log: log}, nil
 }
 
 const closeTimeout = 30 * time.Second
