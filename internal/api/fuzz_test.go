@@ -73,37 +73,39 @@ func distributionContentRange(cr string) (start int64, end int64, err error) {
 	return start, end, nil
 }
 
-// FuzzRepositoryName: a name that badRequest lets through is one Distribution takes, as a
-// whole, at every endpoint: its router matches it and reference.WithName accepts it.
+// FuzzRepositoryName: a request whose path names a repository, and that badRequest lets
+// through, names one Distribution takes: reference.WithName accepts the name its router
+// reads from the path, where Distribution would fail with a 500 on one too long.
 func FuzzRepositoryName(f *testing.F) {
-	for _, s := range []string{"a", "library/busybox", "a.b_c__d-e/f", "A", "a//b", "-a", "a-", "a/../b",
-		"bafybeihho3ewe6qvqhcn4vs6ycn7uycp3mw7muivpzu6pxscf7kqdblv54", strings.Repeat("a", 256)} {
-		f.Add(s)
+	for _, s := range []string{"a", "library/busybox", "a.b_c__d-e/f", "A", "a//b", "-a", "a-", "a/../b", "",
+		"bafybeihho3ewe6qvqhcn4vs6ycn7uycp3mw7muivpzu6pxscf7kqdblv54", strings.Repeat("a", 256),
+		strings.Repeat("a/", 128) + "a", "a/tags/list/b"} {
+		f.Add(s, uint8(0))
 	}
 	router := v2.Router()
-	f.Fuzz(func(t *testing.T, name string) {
-		p := "/v2/" + name + "/tags/list"
-		if err := badRequest(p, true); err != nil {
-			return
-		}
-		if strings.Contains(name, "/tags/list") || strings.HasPrefix(name, "_") {
-			return // the path names something else
-		}
-		named, err := reference.WithName(name)
+	endpoints := []string{"/tags/list", "/manifests/latest", "/blobs/uploads/", "/blobs/" + seedDigest}
+	f.Fuzz(func(t *testing.T, name string, endpoint uint8) {
+		p := "/v2/" + name + endpoints[int(endpoint)%len(endpoints)]
+		r, err := http.NewRequest(http.MethodGet, "http://registry"+p, nil)
 		if err != nil {
-			t.Errorf("name %q passes, and Distribution refuses it: %v", name, err)
+			return // not a path a request can have
+		}
+		var m mux.RouteMatch
+		matched := router.Match(r, &m)
+		if badRequest(r.URL.Path, matched) != nil || !matched {
 			return
 		}
-		if named.Name() != name {
-			t.Errorf("name %q passes, and Distribution reads it as %q", name, named.Name())
+		routed, ok := m.Vars["name"]
+		if !ok {
+			return
 		}
-		r := httptest.NewRequest(http.MethodGet, "http://registry"+p, nil)
-		var m mux.RouteMatch
-		if !router.Match(r, &m) || m.Vars["name"] != name {
-			t.Errorf("name %q passes, and Distribution's router does not route it (%v)", name, m.Vars)
+		if _, err := reference.WithName(routed); err != nil {
+			t.Errorf("path %q passes, and Distribution refuses the name %q it routes: %v", p, routed, err)
 		}
 	})
 }
+
+const seedDigest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 // manifestTypes are the media types Distribution takes manifests as.
 var manifestTypes = []string{v1.MediaTypeImageManifest, v1.MediaTypeImageIndex, schema2.MediaTypeManifest,
