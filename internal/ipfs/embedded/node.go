@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -92,7 +93,8 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 const journalFile = "disco-mfs-journal"
 
 // recover applies what the journal at name recorded after the last checkpoint, records
-// the result, and starts checkpointing.
+// the result, and starts checkpointing. On a full disk it starts without recording: the
+// checkpoints that follow record it once there is room.
 func (n *Node) recover(ctx context.Context, name string) error {
 	j, recs, err := openJournal(name)
 	if err != nil {
@@ -104,8 +106,14 @@ func (n *Node) recover(ctx context.Context, name string) error {
 		n.replay(ctx, recs)
 	}
 	err = n.checkpointNow(ctx)
-	if err == nil {
+	switch {
+	case err == nil:
 		err = j.reset() // also what a crash cut short, if nothing else was there
+	case errors.Is(err, syscall.ENOSPC):
+		// Serve what is stored: the journal keeps its records until a checkpoint has
+		// room, and the records added from now on follow the whole ones.
+		n.log.Warn("mfs checkpoint: the disk is full; changes stay in the journal until space is freed", "err", err)
+		err = j.cut()
 	}
 	if err != nil {
 		j.Close()
