@@ -164,7 +164,9 @@ func TestReliabilityHostile(t *testing.T) {
 				res.Body.Close()
 			}
 		})
-		time.Sleep(time.Second) // the staller's fetch is under way
+		// The honest pull starts once the staller's fetch is under way: before, it would
+		// not test that the fetches are apart.
+		waitFetchStarted(t, metrics)
 		tried++
 		start := time.Now()
 		ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
@@ -350,6 +352,17 @@ func sendLimited(t *testing.T, u string, limit int64) response {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(res.Body, limit))
 	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// waitFetchStarted fails t unless the Disco whose metrics are on addr has a blob fetch in
+// progress within 10 s.
+func waitFetchStarted(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); metric(t, addr, "disco_clone_blob_fetches_in_progress") == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no blob fetch in progress 10 s after a request for a blob of unheld blocks")
+		}
+	}
 }
 
 // waitFetches fails t unless the Disco whose metrics are on addr has no blob fetch in
