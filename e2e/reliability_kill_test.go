@@ -32,7 +32,7 @@ func TestReliabilityKill(t *testing.T) {
 		// acked[newFrom:] are the pushes acknowledged since the last restart.
 		newFrom int
 	)
-	n := rounds(10, func(round int) bool {
+	n := rounds(6, func(round int) bool {
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for p := range 4 {
