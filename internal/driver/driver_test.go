@@ -63,6 +63,8 @@ var nodeTests = []struct {
 	{"CloseFailureNotAcknowledged", testCloseFailureNotAcknowledged},
 	{"IdleImportersBounded", testIdleImportersBounded},
 	{"Snapshot", testSnapshot},
+	{"TwoDriversShareUploads", testTwoDriversShareUploads},
+	{"PurgeUploads", testPurgeUploads},
 }
 
 func runNodeTests(t *testing.T, node ipfs.Node) {

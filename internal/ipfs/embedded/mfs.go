@@ -231,7 +231,12 @@ func (n *Node) Flush(ctx context.Context) error {
 		}
 		return struct{}{}, n.journal.write()
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// The journal, and the blocks its records name, on disk before the answer: outside
+	// n.mu, so that other requests go on while the disk writes.
+	return n.disk.Sync(ctx)
 }
 
 // journalLimit is the journal size past which Flush checkpoints.
@@ -276,6 +281,10 @@ func (n *Node) checkpoint(ctx context.Context) error {
 	}
 	if err := n.flush(ctx); err != nil {
 		return fmt.Errorf("flush mfs: %w", err)
+	}
+	// The root on disk before the journal that leads to it is emptied.
+	if err := n.disk.Sync(ctx); err != nil {
+		return err
 	}
 	n.checkpointed = n.changes
 	return n.journal.reset()
