@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -89,15 +90,28 @@ var errNoEndpoint = errcode.Register("disco", errcode.ErrorDescriptor{
 	HTTPStatusCode: http.StatusNotFound,
 }).WithDetail(nil)
 
-// contentRange is the form of Content-Range in upload requests: "<start>-<end>".
-var contentRange = regexp.MustCompile(`^(bytes )?[0-9]+-[0-9]+$`)
+// validContentRange reports whether cr is a Content-Range of an upload request as
+// Distribution parses it: "<start>-<end>", two decimal numbers that fit an int64.
+// Distribution answers any other with a 500.
+func validContentRange(cr string) bool {
+	start, end, ok := strings.Cut(cr, "-")
+	return ok && isOffset(start) && isOffset(end)
+}
+
+func isOffset(s string) bool {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return false
+	}
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}
 
 // badRange refuses an upload request whose Content-Range is malformed.
 func badRange(r *http.Request, m mux.RouteMatch) error {
 	if m.Route == nil || m.Route.GetName() != v2.RouteNameBlobUploadChunk {
 		return nil
 	}
-	if cr := r.Header.Get("Content-Range"); cr != "" && !contentRange.MatchString(cr) {
+	if cr := r.Header.Get("Content-Range"); cr != "" && !validContentRange(cr) {
 		return errcode.ErrorCodeRangeInvalid.WithDetail("malformed Content-Range " + cr)
 	}
 	return nil

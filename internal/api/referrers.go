@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path"
@@ -48,6 +50,35 @@ type manifestFields struct {
 	Annotations   map[string]string `json:"annotations"`
 }
 
+// parseManifest parses a manifest pushed, refusing what Distribution answers with a 500,
+// or takes although no client could pull it: a descriptor with an invalid digest or a
+// negative size.
+func parseManifest(body []byte) (manifestFields, error) {
+	var m struct {
+		manifestFields
+		Layers    []v1.Descriptor `json:"layers"`
+		Manifests []v1.Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil || m.SchemaVersion != 2 {
+		return m.manifestFields, errors.New("not a JSON manifest with schemaVersion 2")
+	}
+	descs := append(m.Layers, m.Manifests...)
+	for _, d := range []*v1.Descriptor{m.Config, m.Subject} {
+		if d != nil {
+			descs = append(descs, *d)
+		}
+	}
+	for _, d := range descs {
+		if err := d.Digest.Validate(); err != nil {
+			return m.manifestFields, fmt.Errorf("descriptor of %q: %w", d.Digest, err)
+		}
+		if d.Size < 0 {
+			return m.manifestFields, fmt.Errorf("descriptor of %s: size %d", d.Digest, d.Size)
+		}
+	}
+	return m.manifestFields, nil
+}
+
 // putManifest lets a manifest be pushed by a digest other than sha256, records it as a
 // referrer of its subject and answers with OCI-Subject.
 func (a *API) putManifest(w http.ResponseWriter, r *http.Request, next http.Handler, name, ref string) {
@@ -72,10 +103,9 @@ func (a *API) putManifest(w http.ResponseWriter, r *http.Request, next http.Hand
 		r.URL.Path = a.prefix + "/v2/" + name + "/manifests/" + canonical.String()
 		r.URL.RawPath = ""
 	}
-	var fields manifestFields
-	if err := json.Unmarshal(body, &fields); err != nil || fields.SchemaVersion != 2 {
-		// Distribution answers some of these with a 500.
-		errcode.ServeJSON(w, errcode.ErrorCodeManifestInvalid.WithDetail("not a JSON manifest with schemaVersion 2"))
+	fields, err := parseManifest(body)
+	if err != nil {
+		errcode.ServeJSON(w, errcode.ErrorCodeManifestInvalid.WithDetail(err.Error()))
 		return
 	}
 	next.ServeHTTP(&hooked{ResponseWriter: w, before: func(status int, h http.Header) error {

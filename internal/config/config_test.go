@@ -1,8 +1,10 @@
 package config
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -141,14 +143,42 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// FuzzParse: Parse never panics, and a configuration it accepts is one Disco can start
+// with: Distribution's part is there with the ipfs driver, it listens on $DISCO_PORT,
+// paths are set, and no limit is negative. Parsing is deterministic.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(originalStyle))
 	f.Add([]byte("storage: ipfs\n"))
 	f.Add([]byte("version: 0.1\nstorage:\n  ipfs:\n    node:\n      swarm: [a]\n"))
+	f.Add([]byte("disco: {clonetimeout: 5s, bodytimeout: 1m, maxuploads: 3, clonemaxblob: 1GiB}\nhttp: {addr: \"127.0.0.1:5000\"}\n"))
+	f.Add([]byte("http: {net: unix, addr: /run/disco.sock}\nlog: {formatter: json}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse(data, env(nil))
-		if err == nil && (c.Registry == nil || c.Addr == "") {
-			t.Errorf("Parse(%q) gave an incomplete config", data)
+		c, err := Parse(data, env(map[string]string{"HOME": "/home/u", "DISCO_PORT": "1971"}))
+		if err != nil {
+			if err.Error() == "" {
+				t.Errorf("Parse(%q) fails with an empty message", data)
+			}
+			return
+		}
+		if c.Registry == nil || c.Registry.Storage.Type() != "ipfs" {
+			t.Fatalf("Parse(%q) gave a config without the ipfs storage", data)
+		}
+		if c.Net == "tcp" {
+			if _, port, err := net.SplitHostPort(c.Addr); err != nil || port != "1971" {
+				t.Errorf("Parse(%q) listens on %q, want port 1971 ($DISCO_PORT)", data, c.Addr)
+			}
+		} else if c.Addr == "" {
+			t.Errorf("Parse(%q) listens on %s without an address", data, c.Net)
+		}
+		if c.IPFS.Node.Path == "" || c.IPFS.Uploads == "" {
+			t.Errorf("Parse(%q) gave no node path (%q) or uploads (%q)", data, c.IPFS.Node.Path, c.IPFS.Uploads)
+		}
+		if d := c.Disco; d.CloneTimeout < 0 || d.BodyTimeout < 0 || d.MaxUploads < 0 || d.CloneMaxBlob < 0 || d.CloneMaxSize < 0 {
+			t.Errorf("Parse(%q) gave negative limits: %+v", data, d)
+		}
+		again, err := Parse(data, env(map[string]string{"HOME": "/home/u", "DISCO_PORT": "1971"}))
+		if err != nil || !reflect.DeepEqual(c, again) {
+			t.Errorf("Parse(%q) twice gives %+v, then %+v, %v", data, c, again, err)
 		}
 	})
 }

@@ -17,6 +17,11 @@ import (
 // multihash, and serves to the network under any CID with that multihash, a dag-pb one
 // included. Names, sizes and links are whatever the test says, with no check at all.
 
+// Remote returns a Disco that stands for a registry run elsewhere, at host, such as a disco
+// process of an end-to-end test: only the client helpers (PutBlob and the builders below)
+// work on it.
+func Remote(host string) *Disco { return &Disco{Host: host} }
+
 // Dir is a UnixFS directory made by hand: its links, in the order given.
 type Dir []Link
 

@@ -128,10 +128,10 @@ func (d *driver) GetContent(ctx context.Context, p string) ([]byte, error) {
 func (d *driver) PutContent(ctx context.Context, p string, content []byte) error {
 	c, err := d.node.Add(ctx, files.NewBytesFile(content))
 	if err != nil {
-		return err
+		return reportFull(ctx, err)
 	}
 	if err := d.node.Link(ctx, d.mfs(p), c); err != nil {
-		return pathError(p, err)
+		return reportFull(ctx, pathError(p, err))
 	}
 	d.touch(p)
 	return nil
@@ -185,7 +185,7 @@ func validElem(name string) bool {
 
 func (d *driver) Move(ctx context.Context, src, dst string) error {
 	if err := d.node.Move(ctx, d.mfs(src), d.mfs(dst)); err != nil {
-		return pathError(src, err)
+		return reportFull(ctx, pathError(src, err))
 	}
 	d.touch(dst)
 	return nil
@@ -198,13 +198,13 @@ func (d *driver) Delete(ctx context.Context, p string) error {
 		return err
 	}
 	if err := ipfs.Release(ctx, d.node, d.mfs(p)); err != nil {
-		return err
+		return reportFull(ctx, err)
 	}
 	err = d.node.Remove(ctx, d.mfs(p))
 	if errors.Is(err, ipfs.ErrNotFound) && spooled {
 		return nil
 	}
-	return pathError(p, err)
+	return reportFull(ctx, pathError(p, err))
 }
 
 // RedirectURL returns "": blobs are served by the registry itself.

@@ -32,7 +32,7 @@ func (d *Driver) Link(ctx context.Context, p string, c cid.Cid) error {
 	}
 	in := d.inner()
 	if err := in.node.Link(ctx, in.mfs(p), c); err != nil {
-		return pathError(p, err)
+		return reportFull(ctx, pathError(p, err))
 	}
 	in.touch(p)
 	return nil

@@ -27,7 +27,7 @@ func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriv
 	}
 	im, fresh, err := d.imports.attach(p, dir, d.mfs(p))
 	if err != nil {
-		return nil, err
+		return nil, reportFull(ctx, err)
 	}
 	w := &writer{d: d, ctx: ctx, path: p, size: im.size, im: im}
 	// Distribution does not always close a writer: a PATCH it refuses for its offset
@@ -39,7 +39,7 @@ func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriv
 		// Appending to committed content: start from it.
 		if err := w.copyCommitted(ctx); err != nil {
 			w.Cancel(ctx)
-			return nil, err
+			return nil, reportFull(ctx, err)
 		}
 	}
 	return w, nil
@@ -81,7 +81,7 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.im.p.Write(p)
 	if err != nil {
-		err = fmt.Errorf("import upload %s: %w", w.path, err)
+		err = reportFull(w.ctx, fmt.Errorf("import upload %s: %w", w.path, err))
 	}
 	w.im.size += int64(n)
 	w.size += int64(n)
@@ -146,10 +146,10 @@ func (w *writer) Commit(ctx context.Context) error {
 	w.committed = true
 	c, err := w.d.imports.finish(w.path, w.im)
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", w.path, err)
+		return reportFull(ctx, fmt.Errorf("commit %s: %w", w.path, err))
 	}
 	if err := w.d.node.Link(ctx, w.d.mfs(w.path), c); err != nil {
-		return fmt.Errorf("commit %s: %w", w.path, err)
+		return reportFull(ctx, fmt.Errorf("commit %s: %w", w.path, err))
 	}
 	w.d.touch(w.path)
 	_, err = w.d.spool.remove(w.path)

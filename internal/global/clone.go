@@ -13,8 +13,10 @@ import (
 	"github.com/ipfs/boxo/verifcid"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
+	mh "github.com/multiformats/go-multihash"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/layout"
 )
@@ -72,6 +74,9 @@ func checkCID(c cid.Cid) error {
 	if c.Type() != cid.DagProtobuf {
 		return fmt.Errorf("codec %s is not dag-pb", multicodec.Code(c.Type()))
 	}
+	if c.Prefix().MhType == mh.IDENTITY {
+		return errors.New("an identity CID holds its content itself, and no repository fits in one")
+	}
 	return verifcid.ValidateCid(verifcid.DefaultAllowlist, c)
 }
 
@@ -87,12 +92,17 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 	g.log.Info("cloning", "cid", name)
 	node := g.nodeFor(layout.Repository(name))
 	if err := node.Fetch(ctx, c); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
 			g.missing.Add(name, time.Now()) // a client that asks again soon is not kept waiting
 			return errcode.ErrorCodeNameUnknown.WithDetail(
 				fmt.Sprintf("no IPFS node answered for %s within %s", name, g.opts.CloneTimeout))
+		case ctx.Err() != nil, driver.IsDiskFull(err):
+			return fmt.Errorf("fetch %s: %w", name, err)
 		}
-		return fmt.Errorf("fetch %s: %w", name, err)
+		// What the network gave is no directory: blocks that do not decode as what their
+		// CIDs say.
+		return refused(name, err)
 	}
 	root := "/ipfs/" + name
 	dj, err := ipfs.ReadFile(ctx, node, root+"/"+discoJSONName, maxDiscoJSON)

@@ -160,6 +160,11 @@ func (l *repoLinks) read(ctx context.Context, node ipfs.Node, root, rel string) 
 	if err != nil {
 		return err
 	}
+	return l.record(rel, b)
+}
+
+// record records the link file at rel, whose path checkEntry has checked, holding b.
+func (l *repoLinks) record(rel string, b []byte) error {
 	d, err := digest.Parse(strings.TrimSpace(string(b)))
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)

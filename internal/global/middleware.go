@@ -136,7 +136,7 @@ type tags struct {
 
 func (t tags) Tag(ctx context.Context, tag string, desc v1.Descriptor) error {
 	if _, err := t.g.Publish(ctx, t.repo.Named().Name(), desc.Digest); err != nil {
-		return fmt.Errorf("file %s under its digest and CID: %w", desc.Digest, err)
+		return driver.ReportFull(ctx, fmt.Errorf("file %s under its digest and CID: %w", desc.Digest, err))
 	}
 	t.g.metrics.published.Inc()
 	if t.g.opts.HashesOnly {

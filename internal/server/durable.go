@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/discoregistry/disco/internal/ack"
+	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
@@ -43,11 +45,26 @@ func durable(next http.Handler, nodes []ipfs.Node, log *slog.Logger) http.Handle
 			for k := range w.Header() {
 				delete(w.Header(), k)
 			}
+			if driver.IsDiskFull(err) {
+				serveDiskFull(w)
+				return
+			}
 			errcode.ServeJSON(w, errcode.ErrorCodeUnknown.WithDetail("could not persist the change: "+err.Error()))
 			return
 		}
 		held.release()
 	})
+}
+
+// serveDiskFull answers a write that the disk had no room for: 507 Insufficient Storage,
+// with Distribution's UNKNOWN code (OCI has none for it) and a message that says what is
+// wrong, so that the client's user can tell the operator, and knows that the same push
+// may work once space is freed. The log has the file and the call that failed.
+func serveDiskFull(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusInsufficientStorage)
+	json.NewEncoder(w).Encode(errcode.Errors{errcode.ErrorCodeUnknown.WithMessage(
+		"no space left on device: the registry's disk is full; try again once space is freed")})
 }
 
 // heldResponse keeps a response back until release. The responses it holds are the short

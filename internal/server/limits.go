@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -43,11 +44,24 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
+// releaseAfter is how long no upload request is served before the memory uploads took goes
+// back to the system.
+const releaseAfter = time.Second
+
 // limitUploads answers 429 TOOMANYREQUESTS to a blob upload request while n others are
 // being served. prefix is Distribution's http.prefix.
+//
+// Uploads take chunk buffers of 1 MiB, several each, and drop them when their request is
+// done. A registry that then falls idle allocates nothing, so Go's runtime neither
+// collects them nor gives their memory back until its forced collection, every two
+// minutes, and then gradually: a burst of uploads, or of clients that stalled, would leave
+// the process holding hundreds of MiB it does not use. Once no upload request has been
+// served for releaseAfter, the memory goes back at once.
 func limitUploads(next http.Handler, n int, prefix string) http.Handler {
 	router := v2.RouterWithPrefix(prefix)
 	slots := make(chan struct{}, n)
+	release := time.AfterFunc(time.Hour, debug.FreeOSMemory)
+	release.Stop()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m mux.RouteMatch
 		if !router.Match(r, &m) || (m.Route.GetName() != v2.RouteNameBlobUpload && m.Route.GetName() != v2.RouteNameBlobUploadChunk) {
@@ -56,7 +70,11 @@ func limitUploads(next http.Handler, n int, prefix string) http.Handler {
 		}
 		select {
 		case slots <- struct{}{}:
-			defer func() { <-slots }()
+			defer func() {
+				if <-slots; len(slots) == 0 {
+					release.Reset(releaseAfter)
+				}
+			}()
 			next.ServeHTTP(w, r)
 		default:
 			w.Header().Set("Retry-After", "1")

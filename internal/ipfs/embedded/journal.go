@@ -108,4 +108,12 @@ func (j *journal) reset() error {
 	return nil
 }
 
+// cut cuts off what follows the whole records in the file: a record a crash cut short.
+func (j *journal) cut() error {
+	if err := j.f.Truncate(j.len); err != nil {
+		return fmt.Errorf("cut mfs journal: %w", err)
+	}
+	return nil
+}
+
 func (j *journal) Close() error { return j.f.Close() }

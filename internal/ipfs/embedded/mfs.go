@@ -295,6 +295,9 @@ func (n *Node) checkpoint(ctx context.Context) error {
 const trimEvery = 16
 
 func (n *Node) flush(ctx context.Context) error {
+	if err := n.checkRoom(); err != nil {
+		return err
+	}
 	if n.flushes++; n.flushes%trimEvery == 0 {
 		_, err := mfs.FlushPath(ctx, n.root, "/")
 		return err

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -47,6 +48,7 @@ type Node struct {
 	api   coreiface.CoreAPI
 	root  *mfs.Root
 	local ipld.DAGService // the blockstore alone, without the network
+	path  string          // of the repository
 
 	log *slog.Logger
 
@@ -107,7 +109,8 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 const journalFile = "disco-mfs-journal"
 
 // recover applies what the journal at name recorded after the last checkpoint, records
-// the result, and starts checkpointing.
+// the result, and starts checkpointing. On a full disk it starts without recording: the
+// checkpoints that follow record it once there is room.
 func (n *Node) recover(ctx context.Context, name string) error {
 	j, recs, err := openJournal(name)
 	if err != nil {
@@ -119,8 +122,14 @@ func (n *Node) recover(ctx context.Context, name string) error {
 		n.replay(ctx, recs)
 	}
 	err = n.checkpointNow(ctx)
-	if err == nil {
+	switch {
+	case err == nil:
 		err = j.reset() // also what a crash cut short, if nothing else was there
+	case errors.Is(err, syscall.ENOSPC):
+		// Serve what is stored: the journal keeps its records until a checkpoint has
+		// room, and the records added from now on follow the whole ones.
+		n.log.Warn("mfs checkpoint: the disk is full; changes stay in the journal until space is freed", "err", err)
+		err = j.cut()
 	}
 	if err != nil {
 		j.Close()
@@ -191,7 +200,7 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		log = slog.Default()
 	}
 	local := merkledag.NewDAGService(blockservice.New(nd.Blockstore, offline.Exchange(nd.Blockstore)))
-	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, local: local, added: added, log: log}, nil
+	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, local: local, path: o.Path, added: added, log: log}, nil
 }
 
 const closeTimeout = 30 * time.Second
