@@ -133,13 +133,13 @@ func TestReadIdentity(t *testing.T) {
 	}
 }
 
-// TestManyCheckpoints checkpoints more often than trimEvery, so that both ways of
-// flushing MFS run, and checks that everything is there after a restart.
+// TestManyCheckpoints checkpoints after every change and checks that everything is there
+// after a restart.
 func TestManyCheckpoints(t *testing.T) {
 	ctx := context.Background()
 	o := Options{Path: t.TempDir(), Swarm: loopback}
 	n := open(t, o)
-	for i := range 2*trimEvery + 3 {
+	for i := range 2*16 + 3 {
 		c, err := n.Add(ctx, files.NewBytesFile([]byte(fmt.Sprint(i))))
 		if err != nil {
 			t.Fatal(err)
@@ -155,7 +155,7 @@ func TestManyCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	n = open(t, o)
-	for i := 2*trimEvery - 2; i < 2*trimEvery+3; i++ {
+	for i := 2*16 - 2; i < 2*16+3; i++ {
 		b, err := ipfs.ReadFile(ctx, n, fmt.Sprintf("/d%d/f", i%5), 100)
 		if err != nil || string(b) != fmt.Sprint(i) {
 			t.Errorf("/d%d/f = %q, %v; want %d", i%5, b, err, i)
@@ -321,7 +321,7 @@ func TestExpiredChangeNeverLands(t *testing.T) {
 		t.Fatal(err)
 	}
 	hold, held := make(chan struct{}), make(chan struct{})
-	go n.change(ctx, func() error {
+	go n.change(ctx, func(context.Context) error {
 		close(held)
 		<-hold
 		return nil
