@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,24 +160,30 @@ func (d *driver) Stat(ctx context.Context, p string) (storagedriver.FileInfo, er
 }
 
 func (d *driver) List(ctx context.Context, p string) ([]string, error) {
-	es, err := d.node.List(ctx, d.mfs(p))
+	names, err := d.names(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(names))
+	for i, name := range names {
+		out[i] = path.Join(p, name)
+	}
+	return out, nil
+}
+
+// names returns the names in the directory p, sorted.
+func (d *driver) names(ctx context.Context, p string) ([]string, error) {
+	names, err := ipfs.Names(ctx, d.node, d.mfs(p))
 	if errors.Is(err, ipfs.ErrNotFound) && p == "/" {
 		return []string{}, nil // the root always exists, even before anything is written
 	}
 	if err != nil {
 		return nil, pathError(p, err)
 	}
-	out := make([]string, 0, len(es))
-	for _, e := range es {
-		// A name that is not a path element ("", ".", "..", "a/b") cannot be one Disco
-		// wrote; only content from the network could hold it. Listed, it would send
-		// Distribution's walks round in circles or out of the directory.
-		if !validElem(e.Name) {
-			continue
-		}
-		out = append(out, path.Join(p, e.Name))
-	}
-	return out, nil
+	// A name that is not a path element ("", ".", "..", "a/b") cannot be one Disco wrote;
+	// only content from the network could hold it. Listed, it would send Distribution's
+	// walks round in circles or out of the directory.
+	return slices.DeleteFunc(names, func(name string) bool { return !validElem(name) }), nil
 }
 
 func validElem(name string) bool {
@@ -209,7 +216,3 @@ func (d *driver) Delete(ctx context.Context, p string) error {
 
 // RedirectURL returns "": blobs are served by the registry itself.
 func (d *driver) RedirectURL(*http.Request, string) (string, error) { return "", nil }
-
-func (d *driver) Walk(ctx context.Context, p string, f storagedriver.WalkFn, options ...func(*storagedriver.WalkOptions)) error {
-	return storagedriver.WalkFallback(ctx, d, p, f, options...)
-}

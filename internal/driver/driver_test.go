@@ -63,6 +63,7 @@ var nodeTests = []struct {
 	{"CloseFailureNotAcknowledged", testCloseFailureNotAcknowledged},
 	{"IdleImportersBounded", testIdleImportersBounded},
 	{"Snapshot", testSnapshot},
+	{"WalkAsFallback", testWalkAsFallback},
 }
 
 func runNodeTests(t *testing.T, node ipfs.Node) {
