@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -85,15 +86,19 @@ func New(node ipfs.Node, root, uploads string) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &driver{node: node, root: path.Clean(root), spool: spool{dir: uploads}, mtimes: mtimes,
-		imports: &importers{node: node, m: map[string]*importer{}}}
+	sp := &spool{dir: filepath.Clean(uploads)}
+	if err := sp.pruneAll(); err != nil {
+		return nil, fmt.Errorf("%s driver: %w", Name, err)
+	}
+	d := &driver{node: node, root: path.Clean(root), spool: sp, mtimes: mtimes,
+		imports: &importers{node: node, spool: sp, m: map[string]*importer{}}}
 	return &Driver{baseEmbed{base.Base{StorageDriver: d}}}, nil
 }
 
 type driver struct {
 	node  ipfs.Node
 	root  string
-	spool spool
+	spool *spool
 	// mtimes remembers when this process last wrote a path. MFS files carry no
 	// timestamps, on purpose: a timestamp would change the CID of the same bytes.
 	// Distribution does not read modification times; the map serves Stat.
