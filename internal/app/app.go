@@ -58,15 +58,16 @@ func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 		return err
 	}
 	g, err := global.New(global.Options{
-		Node:         d.Node,
-		Store:        store,
-		HashesOnly:   c.Disco.HashesOnly,
-		NoClone:      c.Disco.NoClone,
-		CloneTimeout: c.Disco.CloneTimeout,
-		CloneMaxBlob: int64(c.Disco.CloneMaxBlob),
-		CloneMaxSize: int64(c.Disco.CloneMaxSize),
-		Log:          o.Log,
-		Metrics:      o.Metrics,
+		Node:              d.Node,
+		Store:             store,
+		HashesOnly:        c.Disco.HashesOnly,
+		CatalogPushedOnly: c.Disco.Catalog.PushedOnly,
+		NoClone:           c.Disco.NoClone,
+		CloneTimeout:      c.Disco.CloneTimeout,
+		CloneMaxBlob:      int64(c.Disco.CloneMaxBlob),
+		CloneMaxSize:      int64(c.Disco.CloneMaxSize),
+		Log:               o.Log,
+		Metrics:           o.Metrics,
 	})
 	if err != nil {
 		return err
