@@ -111,9 +111,10 @@ func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions
 			progress("growth: run %d/%d on %s: catalog %.1f µs/repository, tags/list %.0f ms, pulls %.1f images/s", i+1, o.runs, s.name, perRepo, ms, rate)
 		}
 	}
+	var failed []error // checks that failed, reported after the figures
 	for _, s := range sides {
 		if err := pullAll(ctx, pushed[s]); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+			failed = append(failed, fmt.Errorf("%s: %w", s.name, err))
 		}
 		peak, err := s.reg.peakRSS()
 		if err != nil {
@@ -130,7 +131,7 @@ func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions
 		add("RSS when idle", s, rss)
 		add("longest probe wait", s, probes[s].stop().Seconds()*1000)
 		if err := uploadsLeft(s.reg); err != nil {
-			return err
+			failed = append(failed, err)
 		}
 	}
 	for _, s := range sides {
@@ -145,7 +146,7 @@ func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions
 		}
 		add("start to first answer", s, d.Seconds())
 		if err := pull(ctx, pushed[s][len(pushed[s])/2]); err != nil {
-			return fmt.Errorf("%s: after a restart: %w", s.name, err)
+			failed = append(failed, fmt.Errorf("%s: after a restart: %w", s.name, err))
 		}
 	}
 
@@ -171,7 +172,7 @@ func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions
 		target, ok := f.ratio(d, r)
 		fmt.Fprintf(tw, "%s\tdisco %.*f %s\treference %.*f %s\tratio %.2f\t%s\t%s\n", f.name, f.prec, d, f.unit, f.prec, r, f.unit, d/r, target, verdict(ok))
 	}
-	return tw.Flush()
+	return errors.Join(append(failed, tw.Flush())...)
 }
 
 func verdict(ok bool) string {
