@@ -326,8 +326,8 @@ func pullAll(ctx context.Context, ps []pushed) error {
 	return nil
 }
 
-// uploadsLeft checks that a disco's uploads directory holds no directory: every upload
-// has finished.
+// uploadsLeft checks that a disco's uploads directory holds no directory but those above
+// every repository's: every upload has finished.
 func uploadsLeft(r *registry) error {
 	if r.name != "disco" {
 		return nil
@@ -335,7 +335,7 @@ func uploadsLeft(r *registry) error {
 	dir := filepath.Join(r.dir, ".disco", "uploads")
 	var left []string
 	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
-		if err == nil && e.IsDir() && p != dir {
+		if err == nil && e.IsDir() && !strings.HasPrefix("/docker/registry/v2/repositories", strings.TrimPrefix(p, dir)) {
 			left = append(left, strings.TrimPrefix(p, dir))
 		}
 		return err

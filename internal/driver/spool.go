@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/layout"
 )
 
 // spool keeps the state of uploads in progress in local directories, one per driver path,
@@ -58,11 +59,14 @@ func (s *spool) remove(p string) (bool, error) {
 	return true, nil
 }
 
-// prune removes dir and the directories above it, up to s.dir, while they are empty.
+// prune removes dir and the directories above it while they are empty, up to the
+// repositories directory, which every upload is below: making and removing it for each
+// upload would only cost.
 func (s *spool) prune(dir string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for ; dir != s.dir && strings.HasPrefix(dir, s.dir+string(filepath.Separator)); dir = filepath.Dir(dir) {
+	stop := s.file(layout.Repositories())
+	for ; dir != stop && strings.HasPrefix(dir, s.dir+string(filepath.Separator)); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil { // not empty, or gone
 			return
 		}
