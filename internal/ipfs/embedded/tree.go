@@ -30,7 +30,7 @@ import (
 //
 // and writes, when a CID is asked for, only the directories changed since they were last
 // written. Clean directories are dropped, least recently used first, once the listings
-// hold more than maxEntries entries. The on-disk format is UnixFS's, as boxo's mfs writes
+// hold more than maxEntries entries, each directory held counting as dirCost more. The on-disk format is UnixFS's, as boxo's mfs writes
 // it: the same directories, HAMT shards past ipfs.Import.HAMTThreshold.
 //
 // A tree is not safe for concurrent use: the node's mu guards it. Its operations never
@@ -50,8 +50,13 @@ type treeCounts struct {
 	loaded, written int
 }
 
-// defaultMaxEntries bounds the listings a tree holds. An entry takes about 150 bytes.
-const defaultMaxEntries = 1 << 18
+// defaultMaxEntries bounds what a tree holds: about 20 MiB. An entry takes about 100
+// bytes in two objects, a directory held about 400 in three or four: dirCost entries, as
+// the garbage collector, which scans them all at each cycle, counts.
+const (
+	defaultMaxEntries = 1 << 17
+	dirCost           = 4
+)
 
 // A dir is a directory the tree holds.
 type dir struct {
@@ -92,7 +97,7 @@ func newTree(dag ipld.DAGService, blockSize func(context.Context, cid.Cid) (int,
 		return nil, fmt.Errorf("mfs root %s: %w", root.Cid(), err)
 	}
 	t.root = &dir{cid: root.Cid(), ents: ents}
-	t.entries = len(ents)
+	t.entries = len(ents) + dirCost
 	return t, nil
 }
 
@@ -196,7 +201,7 @@ func (t *tree) adopt(d, k *dir) {
 		d.kids = map[string]*dir{}
 	}
 	d.kids[k.name] = k
-	t.entries += len(k.ents)
+	t.entries += len(k.ents) + dirCost
 }
 
 // mkdir creates the empty directory name in d, at index i of its listing.
@@ -278,7 +283,7 @@ func (t *tree) forget(d *dir) {
 		t.lru.Remove(d.elem)
 		d.elem = nil
 	}
-	t.entries -= len(d.ents)
+	t.entries -= len(d.ents) + dirCost
 	for _, k := range d.kids {
 		t.forget(k)
 	}
