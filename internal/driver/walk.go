@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+
+	"github.com/discoregistry/disco/internal/ipfs"
 )
 
 // Walk walks as storagedriver.WalkFallback does, in the same order and with the same
@@ -41,26 +43,33 @@ func within(p, dir string) bool {
 
 // walk walks dir, depth first, skipping what is not after the path after (a path
 // below dir, or ""): after itself, and what comes before it, but not what is below it.
-// It reports whether the walk goes on.
+// It reports whether the walk goes on. It describes each directory's entries with one
+// List, not with a Stat of each as WalkFallback does.
 func (d *driver) walk(ctx context.Context, dir, after string, f storagedriver.WalkFn) (bool, error) {
-	names, err := d.names(ctx, dir)
+	es, err := d.node.List(ctx, d.mfs(dir))
+	if errors.Is(err, ipfs.ErrNotFound) && dir == "/" {
+		return true, nil // the root always exists, even before anything is written
+	}
 	if err != nil {
-		return false, err
+		return false, pathError(dir, err)
 	}
 	// The name of the entry of dir that after is, or is below.
 	var first string
 	if after != "" {
 		first, _, _ = strings.Cut(strings.TrimPrefix(after[len(dir):], "/"), "/")
-		i, _ := slices.BinarySearch(names, first)
-		names = names[i:]
+		i, _ := slices.BinarySearchFunc(es, first, func(e ipfs.Entry, name string) int { return strings.Compare(e.Name, name) })
+		es = es[i:]
 	}
-	for _, name := range names {
-		child := path.Join(dir, name)
-		if after != "" && name == first {
+	for _, e := range es {
+		if !validElem(e.Name) {
+			continue // see names
+		}
+		child := path.Join(dir, e.Name)
+		if after != "" && e.Name == first {
 			below := after
 			if child == after {
 				below = ""
-				if fi, err := d.Stat(ctx, child); err != nil || !fi.IsDir() {
+				if !e.IsDir {
 					continue
 				}
 			}
@@ -69,16 +78,11 @@ func (d *driver) walk(ctx context.Context, dir, after string, f storagedriver.Wa
 			}
 			continue
 		}
-		fi, err := d.Stat(ctx, child)
-		if errors.As(err, new(storagedriver.PathNotFoundError)) {
-			continue // removed since the listing, as WalkFallback ignores it
-		}
-		if err != nil {
-			return false, err
-		}
-		err = f(fi)
+		fi := storagedriver.FileInfoFields{Path: child, IsDir: e.IsDir, Size: e.Size}
+		fi.ModTime, _ = d.mtimes.Get(child) // as Stat has it
+		err = f(storagedriver.FileInfoInternal{FileInfoFields: fi})
 		switch {
-		case err == nil && fi.IsDir():
+		case err == nil && e.IsDir:
 			if more, err := d.walk(ctx, child, "", f); err != nil || !more {
 				return more, err
 			}
