@@ -37,6 +37,14 @@ type growthOptions struct {
 // once, no upload directory is left behind.
 func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions) error {
 	sides := []*side{disco, ref}
+	startRSS := map[*side]float64{}
+	for _, s := range sides {
+		rss, err := s.reg.rss()
+		if err != nil {
+			return err
+		}
+		startRSS[s] = rss
+	}
 	probes := map[*side]*probe{}
 	for _, s := range sides {
 		probes[s] = startProbe(ctx, s.reg)
@@ -128,6 +136,7 @@ func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions
 		if err != nil {
 			return err
 		}
+		add("RSS at start", s, startRSS[s])
 		add("RSS when idle", s, rss)
 		add("longest probe wait", s, probes[s].stop().Seconds()*1000)
 		if err := uploadsLeft(s.reg); err != nil {
@@ -167,6 +176,7 @@ func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions
 		{"tags/list", "ms", 1, func(d, r float64) (string, bool) { return "target <= 2.00", d/r <= 2 }},
 		{"100 random pulls", "images/s", 1, func(d, r float64) (string, bool) { return "target >= 0.90", d/r >= 0.9 }},
 		{"peak RSS", "MiB", 0, func(d, r float64) (string, bool) { return "target disco <= 256 MiB", d <= 256 }},
+		{"RSS at start", "MiB", 0, func(d, r float64) (string, bool) { return "", true }},
 		{"RSS when idle", "MiB", 0, func(d, r float64) (string, bool) { return "", true }},
 		{"longest probe wait", "ms", 0, func(d, r float64) (string, bool) { return "target disco <= 1000 ms", d <= 1000 }},
 		{"SIGTERM to exit", "s", 2, func(d, r float64) (string, bool) { return "target disco <= 5 s", d <= 5 }},

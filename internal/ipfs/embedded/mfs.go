@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	gopath "path"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +60,7 @@ func (n *Node) change(ctx context.Context, f func(ctx context.Context) error) er
 			return
 		}
 		defer n.tree.trim()
+		n.used = time.Now()
 		n.changes++
 		done <- f(context.WithoutCancel(ctx))
 	}()
@@ -79,6 +81,7 @@ func lookup[T any](ctx context.Context, n *Node, f func() (T, error)) (T, error)
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		defer n.tree.trim()
+		n.used = time.Now()
 		return f()
 	})
 }
@@ -191,6 +194,28 @@ func (n *Node) checkpoints(ctx context.Context) {
 		if err := n.checkpointNow(ctx); err != nil {
 			n.log.Error("mfs checkpoint", "err", err)
 		}
+		n.idle()
+	}
+}
+
+// idleAfter is how long the tree goes unused before the node lets go of what it holds.
+const idleAfter = 30 * time.Second
+
+// idle drops the directories the tree holds, once, when it has gone unused for
+// idleAfter, and returns the memory to the system: a registry that was read through
+// needs none of it until it is read again.
+func (n *Node) idle() {
+	n.mu.Lock()
+	unused := time.Since(n.used) > idleAfter && !n.idled
+	if unused {
+		n.tree.trimTo(0)
+		n.idled = true
+	} else if time.Since(n.used) <= idleAfter {
+		n.idled = false
+	}
+	n.mu.Unlock()
+	if unused {
+		debug.FreeOSMemory()
 	}
 }
 

@@ -51,8 +51,10 @@ type Node struct {
 	// they were made. What the tree leads to (a file's blocks) is read without it.
 	mu           sync.Mutex
 	journal      *journal
-	changes      uint64 // MFS changes made so far
-	checkpointed uint64 // value of changes at the last checkpoint
+	changes      uint64    // MFS changes made so far
+	checkpointed uint64    // value of changes at the last checkpoint
+	used         time.Time // when the tree was last used
+	idled        bool      // whether the tree was let go of since
 	stop         context.CancelFunc
 	stopped      chan struct{}
 

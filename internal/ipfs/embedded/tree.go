@@ -290,8 +290,12 @@ func (t *tree) forget(d *dir) {
 }
 
 // trim drops the least recently used clean directories until the listings fit.
-func (t *tree) trim() {
-	for t.entries > t.maxEntries {
+func (t *tree) trim() { t.trimTo(t.maxEntries) }
+
+// trimTo drops the least recently used clean directories until the tree holds at most
+// limit entries, or holds none but directories changed since written and the root.
+func (t *tree) trimTo(limit int) {
+	for t.entries > limit {
 		back := t.lru.Back()
 		if back == nil {
 			return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
@@ -265,5 +266,27 @@ func TestHAMTReplaceReadsNoShards(t *testing.T) {
 	}
 	if es, err := tr.list(ctx, "/tags"); err != nil || len(es) != 8000 {
 		t.Errorf("List: %d entries, %v", len(es), err)
+	}
+}
+
+// TestIdleLetsGo leaves a node unused: it drops the directories its tree holds, once,
+// and reads them again when next used.
+func TestIdleLetsGo(t *testing.T) {
+	ctx := context.Background()
+	n := open(t, Options{Path: t.TempDir(), Swarm: loopback})
+	c := fillRepositories(t, n, 50)
+	n.mu.Lock()
+	held := n.tree.entries
+	n.used = time.Now().Add(-time.Minute)
+	n.mu.Unlock()
+	n.idle()
+	n.mu.Lock()
+	after := n.tree.entries
+	n.mu.Unlock()
+	if after > held/10 {
+		t.Errorf("idle: the tree holds %d entries, %d before", after, held)
+	}
+	if st, err := n.Stat(ctx, "/repositories/r42/_manifests/tags/latest/link"); err != nil || st.CID != c {
+		t.Errorf("after idle: %v, %v", st, err)
 	}
 }
