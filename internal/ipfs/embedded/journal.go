@@ -98,6 +98,37 @@ func (j *journal) write() error {
 	return nil
 }
 
+// dropFirst drops the first n bytes of the file, records a checkpoint's root holds, and
+// keeps those after them: written to a new file that replaces the journal, so that a
+// crash leaves one or the other whole.
+func (j *journal) dropFirst(n int64) error {
+	if n >= j.len {
+		if err := j.f.Truncate(0); err != nil {
+			return fmt.Errorf("empty mfs journal: %w", err)
+		}
+		j.len = 0
+		return nil
+	}
+	tail := make([]byte, j.len-n)
+	if _, err := j.f.ReadAt(tail, n); err != nil {
+		return fmt.Errorf("read mfs journal: %w", err)
+	}
+	name := j.f.Name()
+	if err := os.WriteFile(name+".new", tail, 0o600); err != nil {
+		return fmt.Errorf("cut mfs journal: %w", err)
+	}
+	if err := os.Rename(name+".new", name); err != nil {
+		return fmt.Errorf("cut mfs journal: %w", err)
+	}
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open mfs journal: %w", err)
+	}
+	j.f.Close() // the old file, renamed over
+	j.f, j.len = f, int64(len(tail))
+	return nil
+}
+
 // reset empties the journal, once what it recorded is in the root.
 func (j *journal) reset() error {
 	j.buf.Reset()

@@ -162,17 +162,20 @@ func (n *Node) Remove(ctx context.Context, p string) error {
 }
 
 // Flush implements ipfs.Node: it writes the journal's new records. When the journal has
-// grown large, it checkpoints instead, so that starting again never has much to apply.
+// grown large, it checkpoints too, so that starting again never has much to apply.
 func (n *Node) Flush(ctx context.Context) error {
-	_, err := withContext(ctx, func() (struct{}, error) {
+	full, err := withContext(ctx, func() (bool, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if n.journal.len+int64(n.journal.buf.Len()) > journalLimit {
-			return struct{}{}, n.checkpoint(ctx)
+		if err := n.journal.write(); err != nil {
+			return false, err
 		}
-		return struct{}{}, n.journal.write()
+		return n.journal.len > journalLimit, nil
 	})
-	return err
+	if err != nil || !full {
+		return err
+	}
+	return n.checkpointNow(ctx)
 }
 
 // journalLimit is the journal size past which Flush checkpoints.
@@ -219,32 +222,39 @@ func (n *Node) idle() {
 	}
 }
 
-// checkpointNow checkpoints, taking n.mu.
+// checkpointNow writes the directories changed since the last checkpoint, records the
+// new root in the repository, as MFS's own publishing does, and drops from the journal the
+// records the root holds. It holds n.mu to write the tree and to cut the journal, not
+// while the repository syncs the root to disk: on a busy disk that can take seconds, and
+// every request would wait.
 func (n *Node) checkpointNow(ctx context.Context) error {
+	n.checkpointing.Lock()
+	defer n.checkpointing.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.checkpoint(ctx)
-}
-
-// checkpoint writes the directories changed since the last one, records the new root in
-// the repository, as MFS's own publishing does, and empties the journal. The caller holds
-// n.mu.
-func (n *Node) checkpoint(ctx context.Context) error {
 	if n.changes == n.checkpointed {
+		n.mu.Unlock()
 		return nil
 	}
-	if err := n.flush(ctx); err != nil {
+	root, err := n.tree.rootCID(ctx)
+	if err == nil {
+		err = n.journal.write() // so that the file holds every record the root holds
+	}
+	changes, held := n.changes, n.journal.len
+	n.mu.Unlock()
+	if err == nil {
+		err = n.recordRoot(ctx, root)
+	}
+	if err != nil {
 		return fmt.Errorf("flush mfs: %w", err)
 	}
-	n.checkpointed = n.changes
-	return n.journal.reset()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.checkpointed = changes
+	return n.journal.dropFirst(held)
 }
 
-func (n *Node) flush(ctx context.Context) error {
-	root, err := n.tree.rootCID(ctx)
-	if err != nil {
-		return err
-	}
+// recordRoot records root as the MFS root in the repository, once the blocks are synced.
+func (n *Node) recordRoot(ctx context.Context, root cid.Cid) error {
 	ds := n.ipfs.Repo.Datastore()
 	if err := ds.Sync(ctx, blockstore.BlockPrefix); err != nil {
 		return err

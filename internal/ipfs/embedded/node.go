@@ -45,18 +45,20 @@ type Node struct {
 
 	log *slog.Logger
 
-	// mu guards the tree, which lookups change too (they load directories). Holding it
-	// for each change, Flush and checkpoint, readers never see a path between the removal
+	// mu guards the tree, which lookups change too (they load directories), and the
+	// journal. Holding it for each change, readers never see a path between the removal
 	// and the addition of its replacement, and the journal records changes in the order
-	// they were made. What the tree leads to (a file's blocks) is read without it.
-	mu           sync.Mutex
-	journal      *journal
-	changes      uint64    // MFS changes made so far
-	checkpointed uint64    // value of changes at the last checkpoint
-	used         time.Time // when the tree was last used
-	idled        bool      // whether the tree was let go of since
-	stop         context.CancelFunc
-	stopped      chan struct{}
+	// they were made. What the tree leads to (a file's blocks) is read without it, and a
+	// checkpoint holds it only while it writes the tree and while it cuts the journal.
+	mu            sync.Mutex
+	checkpointing sync.Mutex // one checkpoint at a time; taken before mu
+	journal       *journal
+	changes       uint64    // MFS changes made so far
+	checkpointed  uint64    // value of changes at the last checkpoint
+	used          time.Time // when the tree was last used
+	idled         bool      // whether the tree was let go of since
+	stop          context.CancelFunc
+	stopped       chan struct{}
 
 	// added holds the small files added last, which are most often linked next: Link
 	// finds them here rather than reading them back from the blockstore.

@@ -341,3 +341,35 @@ func TestExpiredChangeNeverLands(t *testing.T) {
 		t.Errorf("a Link that returned its deadline was made later: %v", err)
 	}
 }
+
+// TestJournalDropFirst cuts the records a checkpoint holds off a journal: those written
+// after them are what a start applies.
+func TestJournalDropFirst(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "journal")
+	j, _, err := openJournal(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.add(record{Path: "/a", CID: "x"})
+	j.add(record{Path: "/b"})
+	if err := j.write(); err != nil {
+		t.Fatal(err)
+	}
+	held := j.len
+	j.add(record{Path: "/c", CID: "y"})
+	if err := j.write(); err != nil {
+		t.Fatal(err)
+	}
+	j.add(record{Path: "/d"}) // not written yet
+	if err := j.dropFirst(held); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.write(); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	_, recs, err := openJournal(name)
+	if err != nil || len(recs) != 2 || recs[0].Path != "/c" || recs[1].Path != "/d" {
+		t.Errorf("after dropFirst: %v, %v; want /c and /d", recs, err)
+	}
+}
