@@ -82,7 +82,7 @@ func New(node ipfs.Node, root, uploads string) (*Driver, error) {
 	if err := os.MkdirAll(uploads, 0o700); err != nil {
 		return nil, fmt.Errorf("%s driver: %w", Name, err)
 	}
-	mtimes, err := lru.New[string, time.Time](1 << 16)
+	mtimes, err := lru.New[string, time.Time](maxMtimes)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +94,10 @@ func New(node ipfs.Node, root, uploads string) (*Driver, error) {
 		imports: &importers{node: node, spool: sp, m: map[string]*importer{}}}
 	return &Driver{baseEmbed{base.Base{StorageDriver: d}}}, nil
 }
+
+// maxMtimes bounds the modification times a driver remembers. Each takes about 300
+// bytes, its path included, in five objects the garbage collector scans.
+const maxMtimes = 1 << 12
 
 type driver struct {
 	node  ipfs.Node
