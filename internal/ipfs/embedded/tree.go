@@ -173,6 +173,16 @@ func (t *tree) subdir(ctx context.Context, d *dir, name string, create bool) (*d
 		}
 		return t.mkdir(d, i, name)
 	}
+	ents, err := t.read(ctx, d, i)
+	if err != nil {
+		return nil, err
+	}
+	return t.hold(d, i, ents), nil
+}
+
+// read reads the listing of the directory that is entry i of d, which d does not hold,
+// and remembers the entry's kind.
+func (t *tree) read(ctx context.Context, d *dir, i int) ([]entry, error) {
 	e := &d.ents[i]
 	if e.kind == fileKind {
 		return nil, ipfs.ErrNotDir
@@ -189,10 +199,15 @@ func (t *tree) subdir(ctx context.Context, d *dir, name string, create bool) (*d
 		return nil, err
 	}
 	e.kind = dirKind
-	k := &dir{parent: d, name: name, cid: e.cid, ents: ents}
+	return ents, nil
+}
+
+// hold holds the directory that is entry i of d, with the listing ents, clean.
+func (t *tree) hold(d *dir, i int, ents []entry) *dir {
+	k := &dir{parent: d, name: d.ents[i].name, cid: d.ents[i].cid, ents: ents}
 	t.adopt(d, k)
 	k.elem = t.lru.PushFront(k)
-	return k, nil
+	return k
 }
 
 // adopt makes k a subdirectory of d held by the tree.
@@ -552,17 +567,46 @@ func (t *tree) list(ctx context.Context, p string) ([]ipfs.Entry, error) {
 }
 
 // names returns the names in the directory at p, sorted, reading nothing below it.
+//
+// A small directory that is not held is read and not kept: a walk of the whole registry
+// (the catalog lists every repository's directory) would otherwise push out of the tree
+// the directories requests use, for directories it reads once. A large one is kept, as
+// it costs more to read again than to hold.
 func (t *tree) names(ctx context.Context, p string) ([]string, error) {
-	d, err := t.dirAt(ctx, p, false)
-	if err != nil {
+	var ents []entry
+	parent, name := gopath.Split(gopath.Clean("/" + p))
+	d, err := t.dirAt(ctx, parent, false)
+	switch {
+	case errors.Is(err, ipfs.ErrNotDir): // a file on the way, as dirAt has it
+		return nil, fmt.Errorf("%s: %w", p, ipfs.ErrNotFound)
+	case err != nil:
 		return nil, err
+	case name == "":
+		ents = d.ents
+	case d.kids[name] != nil:
+		t.used(d.kids[name])
+		ents = d.kids[name].ents
+	default:
+		i, ok := d.find(name)
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", p, ipfs.ErrNotFound)
+		}
+		if ents, err = t.read(ctx, d, i); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		if len(ents) >= keepListed {
+			t.hold(d, i, ents)
+		}
 	}
-	out := make([]string, len(d.ents))
-	for i, e := range d.ents {
+	out := make([]string, len(ents))
+	for i, e := range ents {
 		out[i] = e.name
 	}
 	return out, nil
 }
+
+// keepListed is the size from which a directory listed is held.
+const keepListed = 32
 
 // nodeAt returns the node at p, writing it first if it is a directory changed since.
 func (t *tree) nodeAt(ctx context.Context, p string) (ipld.Node, error) {

@@ -103,6 +103,32 @@ func TestListingReadsNoChildren(t *testing.T) {
 	}
 }
 
+// TestNamesHoldsNoSmallDirectories lists every repository's directory, as a catalog
+// walk does, after a restart: the small directories listed are not held, so they push
+// nothing else out of the tree; a large one is.
+func TestNamesHoldsNoSmallDirectories(t *testing.T) {
+	ctx := context.Background()
+	o := Options{Path: t.TempDir(), Swarm: loopback}
+	n := open(t, o)
+	fillRepositories(t, n, 100)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = open(t, o)
+	for i := range 100 {
+		names, err := n.Names(ctx, fmt.Sprintf("/repositories/r%d", i))
+		if err != nil || len(names) != 1 || names[0] != "_manifests" {
+			t.Fatalf("Names(r%d) = %q, %v", i, names, err)
+		}
+	}
+	if held := len(n.tree.root.kids["repositories"].kids); held != 0 {
+		t.Errorf("listing the repositories holds %d of them, want none", held)
+	}
+	if held := n.tree.root.kids["repositories"]; held == nil {
+		t.Errorf("/repositories, of 100 entries, is not held")
+	}
+}
+
 // TestTreeStaysBounded reads more directories than the tree may hold: the least recently
 // used are dropped, and what they held reads back the same.
 func TestTreeStaysBounded(t *testing.T) {
