@@ -48,6 +48,10 @@ type discoOptions struct {
 	// REGISTRY_CONFIGURATION_PATH and no DISCO_PORT, so it serves on port 1970 and its
 	// node listens on 127.0.0.1:4001.
 	NoConfig bool
+	// File is a configuration file to use as it is, instead of baseConfig and YAML.
+	File string
+	// Env are more environment variables, NAME=value.
+	Env []string
 }
 
 // Disco is a disco process run by a test, with its own HOME and loopback ports.
@@ -108,6 +112,7 @@ func newDisco(t *testing.T, opts discoOptions) *Disco {
 		d.env = append(d.env, "REGISTRY_CONFIGURATION_PATH="+d.Config, "DISCO_PORT="+strconv.Itoa(ports[0]))
 		d.writeConfig()
 	}
+	d.env = append(d.env, opts.Env...)
 	t.Cleanup(d.cleanup)
 	return d
 }
@@ -124,6 +129,16 @@ func (d *Disco) writeConfig() {
 	t.Helper()
 	if d.opts.NoConfig {
 		t.Fatal("a Disco with NoConfig has no configuration file")
+	}
+	if d.opts.File != "" {
+		b, err := os.ReadFile(d.opts.File)
+		if err == nil {
+			err = os.WriteFile(d.Config, b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 	var conf, extra map[string]any
 	if err := yaml.Unmarshal(fmt.Appendf(nil, baseConfig, d.SwarmPort), &conf); err != nil {

@@ -214,9 +214,11 @@ func TestGlobalUnknownCID(t *testing.T) {
 	dk := needDocker(t)
 	lookTool(t, "skopeo")
 	a := startDisco(t, discoOptions{})
-	b := startDisco(t, discoOptions{YAML: "disco: {clonetimeout: 3s}", Peers: []string{a.PeerAddr()}})
+	b := startDisco(t, discoOptions{YAML: "disco: {clonetimeout: 10s}", Peers: []string{a.PeerAddr()}})
 	n := startDisco(t, discoOptions{YAML: "disco: {noclone: true}", Peers: []string{a.PeerAddr()}})
-	const bound = 20 * time.Second
+	// docker asks for the manifest more than once: the whole pull must take the clone
+	// timeout once, not once a request.
+	const bound = 16 * time.Second
 
 	unknown := randomCID(t)
 	start := time.Now()
@@ -227,13 +229,14 @@ func TestGlobalUnknownCID(t *testing.T) {
 		t.Errorf("docker pull %s/%s succeeded:\n%s", b.Host, unknown, out)
 	}
 	if took > bound {
-		t.Errorf("docker pull of an unknown CID failed after %s, want less than %s with a 3s clone timeout", took, bound)
+		t.Errorf("docker pull of an unknown CID failed after %s, want less than %s with a 10s clone timeout", took, bound)
 	}
+	// Asked again soon, the answer comes at once.
 	start = time.Now()
 	send(t, http.MethodGet, b.URL("/v2/"+unknown+"/manifests/latest"), nil, "Accept", manifestTypes).
 		expect(t, reply{404, "NAME_UNKNOWN"})
-	if took := time.Since(start); took > bound {
-		t.Errorf("GET of an unknown CID's manifest answered after %s, want less than %s", took, bound)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("GET of an unknown CID's manifest, again, answered after %s, want at once", took)
 	}
 
 	// A holds this CID; N, which has disco.noclone, does not take it from A, B does.

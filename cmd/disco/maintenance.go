@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,12 +13,11 @@ import (
 
 	"github.com/discoregistry/disco/internal/app"
 	"github.com/discoregistry/disco/internal/config"
-	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/gc"
 )
 
 // offline runs f on the registry's storage, opened with Disco stopped.
-func offline(getenv func(string) string, f func(ctx context.Context, m *app.Offline) error) error {
+func offline(getenv func(string) string, f func(ctx context.Context, m *app.Storage) error) error {
 	c, err := config.Load(getenv)
 	if err != nil {
 		return err
@@ -35,18 +33,24 @@ func offline(getenv func(string) string, f func(ctx context.Context, m *app.Offl
 
 // collectGarbage removes the blobs no manifest names, then the blocks that neither the
 // registry's MFS tree nor an upload in progress uses.
-func collectGarbage(args []string, getenv func(string) string, stdout io.Writer) error {
+func collectGarbage(e *env, args []string) error {
 	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
-	fs.SetOutput(stdout)
 	dryRun := fs.Bool("dry-run", false, "list the blobs nothing names, and remove nothing")
-	if err := fs.Parse(args); err != nil {
-		return err
+	if err := e.parse(fs, args); err != nil {
+		return helped(err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("gc: unexpected arguments %q", fs.Args())
 	}
-	return offline(getenv, func(ctx context.Context, m *app.Offline) error {
+	stdout := e.stdout
+	return offline(e.getenv, func(ctx context.Context, m *app.Storage) error {
+		p := newProgress(e.stderr)
+		defer p.Done()
+		p.Show("reading the registry's manifests")
+		found := 0
 		stats, err := gc.Sweep(ctx, m.Store, *dryRun, func(d digest.Digest, size int64) {
+			found++
+			p.Show("%d blobs no manifest names", found)
 			if *dryRun {
 				fmt.Fprintf(stdout, "%s %d\n", d, size)
 			}
@@ -58,16 +62,16 @@ func collectGarbage(args []string, getenv func(string) string, stdout io.Writer)
 		if *dryRun {
 			verb = "would remove"
 		}
+		p.Done()
 		fmt.Fprintf(stdout, "%s %d blobs (%.1f MiB) no manifest names, and %d layer links to them\n",
 			verb, stats.Blobs, float64(stats.Bytes)/(1<<20), stats.Links)
 		if *dryRun {
 			return nil
 		}
-		keep, err := driver.SpooledParts(m.Uploads)
-		if err != nil {
-			return fmt.Errorf("uploads in progress: %w", err)
-		}
-		blocks, err := m.Node.CollectGarbage(ctx, keep)
+		p = newProgress(e.stderr)
+		p.Show("removing the IPFS blocks nothing uses")
+		blocks, err := m.CollectGarbage(ctx)
+		p.Done()
 		if err != nil {
 			return err
 		}
@@ -78,11 +82,16 @@ func collectGarbage(args []string, getenv func(string) string, stdout io.Writer)
 
 // remove removes images for good: from every repository that holds them, with their
 // digest and CID repositories.
-func remove(refs []string, getenv func(string) string, stdout io.Writer) error {
+func remove(e *env, args []string) error {
+	fs := flag.NewFlagSet("rm", flag.ContinueOnError)
+	if err := e.parse(fs, args); err != nil {
+		return helped(err)
+	}
+	refs := fs.Args()
 	if len(refs) == 0 {
 		return errors.New("rm: name the images to remove: name:tag, name@digest, a digest or a CID")
 	}
-	return offline(getenv, func(ctx context.Context, m *app.Offline) error {
+	return offline(e.getenv, func(ctx context.Context, m *app.Storage) error {
 		for _, ref := range refs {
 			d, err := gc.Resolve(ctx, m.Store, ref)
 			if err != nil {
@@ -90,13 +99,13 @@ func remove(refs []string, getenv func(string) string, stdout io.Writer) error {
 			}
 			removed, err := gc.Remove(ctx, m.Store, d)
 			for _, line := range removed {
-				fmt.Fprintln(stdout, "removed", line)
+				fmt.Fprintln(e.stdout, "removed", line)
 			}
 			if err != nil {
 				return err
 			}
 		}
-		fmt.Fprintln(stdout, "run disco gc to free their bytes")
+		fmt.Fprintln(e.stdout, "run disco gc to free their bytes")
 		return nil
 	})
 }

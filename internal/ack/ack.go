@@ -16,15 +16,37 @@ type key struct{}
 
 // Scope is what a request's handlers reported.
 type Scope struct {
-	mu   sync.Mutex
-	errs []error
-	ends []func()
+	mu          sync.Mutex
+	errs        []error
+	ends        []func()
+	unavailable error
 }
 
-// Track returns a context whose Fail and AtEnd calls s gathers.
+// Track returns a context whose Fail, AtEnd and Unavailable calls s gathers: a new scope,
+// or the one ctx is tracked by already.
 func Track(ctx context.Context) (context.Context, *Scope) {
+	if s, ok := ctx.Value(key{}).(*Scope); ok {
+		return ctx, s
+	}
 	s := &Scope{}
 	return context.WithValue(ctx, key{}, s), s
+}
+
+// Unavailable records that the request ctx belongs to met a part of the storage that
+// cannot be reached: its edge answers an error with 503 rather than 500.
+func Unavailable(ctx context.Context, err error) {
+	if s, ok := ctx.Value(key{}).(*Scope); ok && err != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.unavailable = err
+	}
+}
+
+// Unavailable returns what Unavailable recorded, if anything.
+func (s *Scope) Unavailable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unavailable
 }
 
 // End runs what AtEnd registered, then returns the failures, joined.

@@ -1,5 +1,6 @@
-// Package app builds a Disco from its configuration: its IPFS node, global addressing and
-// the registry server, the way cmd/disco runs them and tests start them.
+// Package app builds a Disco from its configuration: its IPFS nodes, the registry's
+// storage over them, global addressing and the registry server, the way cmd/disco runs
+// them and tests start them.
 package app
 
 import (
@@ -7,14 +8,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/discoregistry/disco/internal/cache"
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
+	"github.com/discoregistry/disco/internal/ipfs/kubo"
+	"github.com/discoregistry/disco/internal/router"
 	"github.com/discoregistry/disco/internal/server"
 )
 
@@ -28,24 +34,22 @@ type Options struct {
 
 // Disco is a Disco ready to serve.
 type Disco struct {
-	Node   ipfs.Node
-	Store  driver.Store
+	*Storage
 	Global *global.Global
 	Server *server.Server
-
-	close func() error
 }
 
-// Open starts the IPFS node and builds the registry on it. Close stops the node.
+// Open starts the embedded IPFS node, or connects to the Kubo daemons
+// storage.ipfs.router.nodes names, and builds the registry on them. Close stops them.
 func Open(ctx context.Context, c *config.Config, o Options) (*Disco, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	node, err := embedded.Open(ctx, NodeOptions(c, o.Log))
+	s, err := openStorage(ctx, c, o.Log, false)
 	if err != nil {
 		return nil, err
 	}
-	d := &Disco{Node: node, close: node.Close}
+	d := &Disco{Storage: s}
 	if err := d.build(ctx, c, o); err != nil {
 		return nil, errors.Join(err, d.Close())
 	}
@@ -53,13 +57,9 @@ func Open(ctx context.Context, c *config.Config, o Options) (*Disco, error) {
 }
 
 func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
-	store, err := driver.New(d.Node, c.IPFS.RootDirectory, c.IPFS.Uploads)
-	if err != nil {
-		return err
-	}
 	g, err := global.New(global.Options{
 		Node:              d.Node,
-		Store:             store,
+		Store:             d.Store,
 		HashesOnly:        c.Disco.HashesOnly,
 		CatalogPushedOnly: c.Disco.Catalog.PushedOnly,
 		NoClone:           c.Disco.NoClone,
@@ -72,48 +72,190 @@ func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, c, d.Node, store, g, o.Log)
+	srv, err := server.New(ctx, c, server.Backend{Nodes: d.Nodes, Store: d.Store, Global: g, Snapshot: d.snapshot(c)}, o.Log)
 	if err != nil {
 		return err
 	}
-	d.Store, d.Global, d.Server = store, g, srv
+	d.Global, d.Server = g, srv
 	return nil
 }
 
-// Close stops the IPFS node.
-func (d *Disco) Close() error {
-	if err := d.close(); err != nil {
-		return fmt.Errorf("close ipfs node: %w", err)
+// Storage is the registry's storage: its IPFS nodes and the Store over them, with the
+// secondary cache if one is configured.
+type Storage struct {
+	// Node is the first node, which global addressing fetches from the network with; nil
+	// with storage.ipfs.cacheonly, which has no node at all.
+	Node ipfs.Node
+	// Nodes are all the nodes, one unless several Kubo daemons are configured.
+	Nodes []ipfs.Node
+	Store driver.Store
+	// Uploads is the local directory of uploads in progress.
+	Uploads string
+
+	closers []func() error
+}
+
+// openStorage opens the nodes c configures, Kubo daemons' or the embedded one (offline,
+// for maintenance, if asked), and the Store over them.
+func openStorage(ctx context.Context, c *config.Config, log *slog.Logger, offline bool) (_ *Storage, err error) {
+	s := &Storage{Uploads: c.IPFS.Uploads}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.Close())
+		}
+	}()
+	if c.IPFS.CacheOnly {
+		d, err := cacheDriver(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		s.Store = cache.Only(d)
+		return s, nil
 	}
-	return nil
+	var routed []router.Node
+	for i, n := range c.IPFS.Router.Nodes {
+		node, err := kubo.New(ctx, n.URL)
+		if err != nil {
+			return nil, fmt.Errorf("storage.ipfs.router.nodes[%d]: %w", i, err)
+		}
+		s.closers = append(s.closers, node.Close)
+		store, err := driver.New(node, c.IPFS.RootDirectory, c.IPFS.Uploads)
+		if err != nil {
+			return nil, err
+		}
+		s.Nodes = append(s.Nodes, node)
+		routed = append(routed, router.Node{Name: n.URL, Store: store, IPFS: node})
+	}
+	if len(routed) == 0 {
+		open := embedded.Open
+		if offline {
+			open = embedded.OpenOffline
+		}
+		opts, err := NodeOptions(c, log)
+		if err != nil {
+			return nil, err
+		}
+		node, err := open(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, node.Close)
+		store, err := driver.New(node, c.IPFS.RootDirectory, c.IPFS.Uploads)
+		if err != nil {
+			return nil, err
+		}
+		s.Nodes = append(s.Nodes, node)
+		routed = append(routed, router.Node{Store: store, IPFS: node})
+	}
+	s.Node = s.Nodes[0]
+	s.Store = routed[0].Store
+	if len(routed) > 1 {
+		if s.Store, err = router.New(routed); err != nil {
+			return nil, err
+		}
+	}
+	if s.Store, err = withCache(ctx, c, s.Store, log); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// snapshot returns how the index reads the registry as it was: by CID, on the one node;
+// over several nodes, it reads the registry as it is.
+func (s *Storage) snapshot(c *config.Config) func(context.Context) (storagedriver.StorageDriver, error) {
+	if len(s.Nodes) != 1 || c.IPFS.Cache != nil {
+		return nil
+	}
+	return func(ctx context.Context) (storagedriver.StorageDriver, error) {
+		d, err := driver.Snapshot(ctx, s.Node, c.IPFS.RootDirectory)
+		if errors.Is(err, ipfs.ErrNotFound) {
+			return nil, nil // nothing stored yet
+		}
+		return d, err
+	}
+}
+
+// Close closes the nodes.
+func (s *Storage) Close() error {
+	var errs []error
+	for _, f := range s.closers {
+		if err := f(); err != nil {
+			errs = append(errs, fmt.Errorf("close ipfs node: %w", err))
+		}
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// OpenOffline opens the storage c configures for maintenance, with Disco stopped: the
+// embedded node with no networking, which fails while Disco runs on it; on Kubo daemons,
+// stopping Disco is the operator's part.
+func OpenOffline(ctx context.Context, c *config.Config) (*Storage, error) {
+	return openStorage(ctx, c, nil, true)
+}
+
+// CollectGarbage has every node remove the blocks nothing uses, keeping those of uploads
+// in progress.
+func (s *Storage) CollectGarbage(ctx context.Context) (ipfs.GCStats, error) {
+	keep, err := driver.SpooledParts(s.Uploads)
+	if err != nil {
+		return ipfs.GCStats{}, fmt.Errorf("uploads in progress: %w", err)
+	}
+	var total ipfs.GCStats
+	for _, n := range s.Nodes {
+		col, ok := n.(ipfs.Collector)
+		if !ok {
+			return total, errors.New("this node cannot collect its garbage")
+		}
+		stats, err := col.CollectGarbage(ctx, keep)
+		total.Blocks += stats.Blocks
+		total.Freed += stats.Freed
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Identities returns the identity of each node c configures, whether or not Disco runs.
+func Identities(ctx context.Context, c *config.Config) ([]ipfs.Identity, error) {
+	if c.IPFS.CacheOnly {
+		return nil, errors.New("storage.ipfs.cacheonly: Disco runs no IPFS node")
+	}
+	if len(c.IPFS.Router.Nodes) == 0 {
+		opts, err := NodeOptions(c, nil)
+		if err != nil {
+			return nil, err
+		}
+		id, err := embedded.ReadIdentity(opts)
+		return []ipfs.Identity{id}, err
+	}
+	var ids []ipfs.Identity
+	for i, n := range c.IPFS.Router.Nodes {
+		node, err := kubo.New(ctx, n.URL)
+		if err != nil {
+			return ids, fmt.Errorf("storage.ipfs.router.nodes[%d]: %w", i, err)
+		}
+		id, err := node.Identity(ctx)
+		node.Close()
+		if err != nil {
+			return ids, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // NodeOptions are the embedded node's options from storage.ipfs.node.
-func NodeOptions(c *config.Config, log *slog.Logger) embedded.Options {
+func NodeOptions(c *config.Config, log *slog.Logger) (embedded.Options, error) {
 	n := c.IPFS.Node
-	return embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Log: log}
-}
-
-// Offline is a Disco's storage opened for maintenance, with Disco stopped.
-type Offline struct {
-	Node    *embedded.Node
-	Store   *driver.Driver
-	Uploads string // the local directory of uploads in progress
-}
-
-// OpenOffline opens the storage c configures with no networking. It fails while Disco
-// runs.
-func OpenOffline(ctx context.Context, c *config.Config) (*Offline, error) {
-	node, err := embedded.OpenOffline(ctx, NodeOptions(c, nil))
-	if err != nil {
-		return nil, err
+	o := embedded.Options{Path: n.Path, Swarm: n.Swarm, Peers: n.Peers, Public: n.Public, Routing: n.Routing, Log: log}
+	if n.SwarmKey != "" {
+		key, err := os.ReadFile(n.SwarmKey)
+		if err != nil {
+			return o, fmt.Errorf("storage.ipfs.node.swarmkey: %w", err)
+		}
+		o.SwarmKey = key
 	}
-	store, err := driver.New(node, c.IPFS.RootDirectory, c.IPFS.Uploads)
-	if err != nil {
-		return nil, errors.Join(err, node.Close())
-	}
-	return &Offline{Node: node, Store: store, Uploads: c.IPFS.Uploads}, nil
+	return o, nil
 }
-
-// Close checkpoints what was changed and closes the node.
-func (o *Offline) Close() error { return o.Node.Close() }

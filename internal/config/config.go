@@ -4,7 +4,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,13 +38,16 @@ type Config struct {
 	Disco Disco
 	// UI is the ui section.
 	UI UI
+	// Notes are about keys the file sets that Disco does not use as written.
+	Notes []Note
 }
 
 // IPFS is the storage.ipfs section.
 type IPFS struct {
 	// Node configures the embedded IPFS node.
 	Node Node `yaml:"node"`
-	// Router lists remote Kubo nodes (the original Disco's storage.ipfs.router).
+	// Router lists Kubo daemons to keep the registry in, by the URL of their RPC API (the
+	// original Disco's storage.ipfs.router); with none, the embedded node is used.
 	Router struct {
 		Nodes []struct {
 			URL string `yaml:"url"`
@@ -67,6 +69,10 @@ type Node struct {
 	Swarm  []string `yaml:"swarm"`
 	Peers  []string `yaml:"peers"`
 	Public bool     `yaml:"public"`
+	// Routing is none (dial only peers) or dht (a DHT among the nodes reached from peers).
+	Routing string `yaml:"routing"`
+	// SwarmKey names a file in the format of Kubo's swarm.key: a private network.
+	SwarmKey string `yaml:"swarmkey"`
 }
 
 // Disco is the disco section.
@@ -159,7 +165,7 @@ func Load(getenv func(string) string) (*Config, error) {
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, err
+		return nil, withTabHint(data, err)
 	}
 	if err := checkKeys(&root, reflect.TypeFor[file](), ""); err != nil {
 		return nil, err
@@ -183,7 +189,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := configuration.Parse(bytes.NewReader(normalized))
+	reg, err := parseRegistry(normalized)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +197,7 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	if err := c.resolve(getenv); err != nil {
 		return nil, err
 	}
+	c.Notes = notes(doc, c)
 	return c, nil
 }
 
@@ -244,22 +251,32 @@ func (c *Config) resolve(getenv func(string) string) error {
 		c.IPFS.Uploads = filepath.Join(home, ".disco", "uploads")
 	}
 	c.IPFS.Node.Path = expandHome(c.IPFS.Node.Path, home)
+	if c.IPFS.Node.SwarmKey != "" {
+		c.IPFS.Node.SwarmKey = expandHome(c.IPFS.Node.SwarmKey, home)
+	}
+	switch c.IPFS.Node.Routing {
+	case "", "none", "dht":
+	default:
+		return fmt.Errorf("storage.ipfs.node.routing: %q: want none or dht", c.IPFS.Node.Routing)
+	}
 	c.IPFS.Uploads = expandHome(c.IPFS.Uploads, home)
 	if c.IPFS.Node.Swarm == nil {
 		c.IPFS.Node.Swarm = []string{"/ip4/127.0.0.1/tcp/4001"}
 	}
-	if len(c.IPFS.Router.Nodes) > 0 {
-		return errors.New("storage.ipfs.router.nodes: remote Kubo nodes are not supported yet; " +
-			"remove the key to use the embedded node (storage.ipfs.node)")
-	}
-	for key, set := range map[string]bool{
-		"storage.ipfs.cache":     c.IPFS.Cache != nil,
-		"storage.ipfs.cacheonly": c.IPFS.CacheOnly,
-		"storage.ipfs.redirect":  c.IPFS.Redirect != "",
-	} {
-		if set {
-			return fmt.Errorf("%s: the secondary cache is not supported yet; remove the key", key)
+	for i, n := range c.IPFS.Router.Nodes {
+		if n.URL == "" {
+			return fmt.Errorf("storage.ipfs.router.nodes[%d].url: the RPC API of a Kubo daemon is needed, such as http://127.0.0.1:5001", i)
 		}
+	}
+	seen := map[string]bool{}
+	for i, n := range c.IPFS.Router.Nodes {
+		if seen[n.URL] {
+			return fmt.Errorf("storage.ipfs.router.nodes[%d].url: %s is named twice", i, n.URL)
+		}
+		seen[n.URL] = true
+	}
+	if err := c.checkCache(); err != nil {
+		return err
 	}
 	for key, d := range map[string]time.Duration{"disco.clonetimeout": c.Disco.CloneTimeout, "disco.bodytimeout": c.Disco.BodyTimeout} {
 		if d < 0 {
@@ -285,6 +302,39 @@ func (c *Config) resolve(getenv func(string) string) error {
 	}
 	return c.listen(getenv("DISCO_PORT"))
 }
+
+// checkCache checks the secondary cache's keys: one storage driver under
+// storage.ipfs.cache, which cacheonly and redirect need.
+func (c *Config) checkCache() error {
+	if len(c.IPFS.Cache) > 1 {
+		return errors.New("storage.ipfs.cache: name one storage driver")
+	}
+	for name, params := range c.IPFS.Cache {
+		if _, ok := params.(map[string]any); !ok && params != nil {
+			return fmt.Errorf("storage.ipfs.cache.%s: want the driver's parameters, as a mapping", name)
+		}
+		if name == driverName {
+			return fmt.Errorf("storage.ipfs.cache.%s: the cache is another storage than IPFS", name)
+		}
+	}
+	if c.IPFS.Cache == nil {
+		for key, set := range map[string]bool{"storage.ipfs.cacheonly": c.IPFS.CacheOnly, "storage.ipfs.redirect": c.IPFS.Redirect != ""} {
+			if set {
+				return fmt.Errorf("%s: needs a secondary cache (storage.ipfs.cache)", key)
+			}
+		}
+	}
+	if c.IPFS.CacheOnly {
+		if len(c.IPFS.Router.Nodes) > 0 {
+			return errors.New("storage.ipfs.cacheonly: with no IPFS node, storage.ipfs.router.nodes cannot be set")
+		}
+		c.Disco.NoClone = true // nothing can come from IPFS
+	}
+	return nil
+}
+
+// driverName is the registry's own storage driver.
+const driverName = "ipfs"
 
 // listen works out where the registry listens. The port is $DISCO_PORT or 1970, as in the
 // original Disco, whose http.addr named an internal server; a host in http.addr is kept.

@@ -94,7 +94,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"storage:\n  ipfs:\n    nod: {}\n", "", `"storage.ipfs.nod"`},
 		{"storage:\n  delete:\n    enable: true\n", "", `"storage.delete.enable"`},
 		{"disco:\n  noclon: true\n", "", `"disco.noclon"`},
-		{"storage:\n  ipfs:\n    router:\n      nodes:\n        - url: http://localhost:5001\n", "", "storage.ipfs.router.nodes"},
+		{"storage:\n  ipfs:\n    router:\n      nodes:\n        - {}\n", "", "storage.ipfs.router.nodes[0].url"},
 		{"storage:\n  ipfs:\n    redirect: https://x\n", "", "storage.ipfs.redirect"},
 		{"log:\n  formatter: xml\n", "", "log.formatter"},
 		{"http:\n  addr: nonsense\n", "", "http.addr"},
@@ -181,5 +181,45 @@ func TestUISection(t *testing.T) {
 		if c.UI.Enabled != tt.want {
 			t.Errorf("Parse(%q): ui.enabled %v, want %v", tt.yaml, c.UI.Enabled, tt.want)
 		}
+	}
+}
+
+func TestEveryProblemNamed(t *testing.T) {
+	_, err := Parse([]byte("http:\n  adr: x\n  debug:\n    prometheus:\n      enabld: true\nstorage:\n  s3: {}\ndisco:\n  noclone: maybe\n"), env(nil))
+	var got []string
+	for _, e := range Errors(err) {
+		got = append(got, e.Error())
+	}
+	want := []string{`"http.adr" (line 2)`, `"http.debug.prometheus.enabld" (line 5)`, `"storage.s3" (line 7)`, `disco.noclone: "maybe" is not a bool (line 9)`}
+	if len(got) != len(want) {
+		t.Fatalf("Parse gave %d problems, want %d: %q", len(got), len(want), got)
+	}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("problem %d is %q, want it to name %s", i, got[i], want[i])
+		}
+	}
+}
+
+func TestNotes(t *testing.T) {
+	c, err := Parse([]byte("log:\n  hooks: []\nstorage:\n  redirect:\n    disable: true\nhttp:\n  addr: 127.0.0.1:5000\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"http.addr (line 7)", "log.hooks (line 2)", "storage.redirect (line 4)"}
+	if len(c.Notes) != len(want) {
+		t.Fatalf("notes %v, want %d", c.Notes, len(want))
+	}
+	for i, n := range c.Notes {
+		if !strings.HasPrefix(n.String(), want[i]) {
+			t.Errorf("note %d is %q, want %s", i, n, want[i])
+		}
+	}
+	c, err = Parse([]byte("http:\n  addr: /run/disco.sock\n  net: unix\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notes) > 0 {
+		t.Errorf("a unix socket path in http.addr got notes %v", c.Notes)
 	}
 }

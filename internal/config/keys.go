@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -53,16 +54,15 @@ var yamlV2Unmarshaler = reflect.TypeFor[interface {
 	UnmarshalYAML(func(any) error) error
 }]()
 
-// checkKeys returns an error naming the first key in n that the schema t does not have.
+// checkKeys returns an error naming every key in n that the schema t does not have, joined.
 // Values of the wrong type are left for the decoders to report.
 func checkKeys(n *yaml.Node, t reflect.Type, at string) error {
 	if n.Kind == yaml.DocumentNode {
+		var errs []error
 		for _, c := range n.Content {
-			if err := checkKeys(c, t, at); err != nil {
-				return err
-			}
+			errs = append(errs, checkKeys(c, t, at))
 		}
-		return nil
+		return errors.Join(errs...)
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -93,16 +93,17 @@ func checkKeys(n *yaml.Node, t reflect.Type, at string) error {
 			return nil
 		}
 		fields := fieldsOf(t)
+		var errs []error
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i].Value, n.Content[i+1]
 			ft, ok := fields[key]
 			if !ok {
-				return fmt.Errorf("unknown key %q (line %d)", join(at, key), n.Content[i].Line)
+				errs = append(errs, fmt.Errorf("unknown key %q (line %d)", join(at, key), n.Content[i].Line))
+				continue
 			}
-			if err := checkKeys(val, ft, join(at, key)); err != nil {
-				return err
-			}
+			errs = append(errs, checkKeys(val, ft, join(at, key)))
 		}
+		return errors.Join(errs...)
 	case reflect.Map:
 		if t == reflect.TypeFor[configuration.Storage]() {
 			return checkStorage(n, at)
@@ -110,20 +111,20 @@ func checkKeys(n *yaml.Node, t reflect.Type, at string) error {
 		if n.Kind != yaml.MappingNode {
 			return nil
 		}
+		var errs []error
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := checkKeys(n.Content[i+1], t.Elem(), join(at, n.Content[i].Value)); err != nil {
-				return err
-			}
+			errs = append(errs, checkKeys(n.Content[i+1], t.Elem(), join(at, n.Content[i].Value)))
 		}
+		return errors.Join(errs...)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return nil
 		}
+		var errs []error
 		for i, c := range n.Content {
-			if err := checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); err != nil {
-				return err
-			}
+			errs = append(errs, checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", at, i)))
 		}
+		return errors.Join(errs...)
 	}
 	return nil
 }
@@ -132,18 +133,18 @@ func checkStorage(n *yaml.Node, at string) error {
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("%s: want a map with an ipfs section", at)
 	}
+	var errs []error
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key := n.Content[i].Value
 		t, ok := storageSchema[key]
 		if !ok {
-			return fmt.Errorf("unknown key %q (line %d): Disco keeps the registry in IPFS; configure storage.ipfs",
-				join(at, key), n.Content[i].Line)
+			errs = append(errs, fmt.Errorf("unknown key %q (line %d): Disco keeps the registry in IPFS; configure storage.ipfs",
+				join(at, key), n.Content[i].Line))
+			continue
 		}
-		if err := checkKeys(n.Content[i+1], t, join(at, key)); err != nil {
-			return err
-		}
+		errs = append(errs, checkKeys(n.Content[i+1], t, join(at, key)))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // fieldsOf maps the YAML names of t's fields to their types, following inline fields.

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/discoregistry/disco/internal/app"
 	"github.com/discoregistry/disco/internal/config"
@@ -67,13 +68,20 @@ func StartIn(t testing.TB, home, extra string, peers ...*Disco) *Disco {
 		}
 		peerAddrs = append(peerAddrs, id.Addresses...)
 	}
-	node, err := json.Marshal(map[string]any{"swarm": []string{"/ip4/127.0.0.1/tcp/0"}, "peers": peerAddrs})
+	conf := map[string]any{
+		"log":     map[string]any{"level": "warn", "accesslog": map[string]any{"disabled": true}},
+		"storage": map[string]any{"delete": map[string]any{"enabled": true}, "ipfs": map[string]any{"node": map[string]any{"swarm": []string{"/ip4/127.0.0.1/tcp/0"}, "peers": peerAddrs}}},
+	}
+	var more map[string]any
+	if err := yaml.Unmarshal([]byte(extra), &more); err != nil {
+		t.Fatalf("extra configuration: %v", err)
+	}
+	Merge(conf, more)
+	b, err := yaml.Marshal(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	yaml := "log: {level: warn, accesslog: {disabled: true}}\nstorage:\n  delete: {enabled: true}\n" +
-		"  ipfs: {node: " + string(node) + "}\n" + extra
-	c, err := config.Parse([]byte(yaml), func(k string) string {
+	c, err := config.Parse(b, func(k string) string {
 		return map[string]string{"HOME": home, "DISCO_PORT": "0"}[k]
 	})
 	if err != nil {
@@ -101,6 +109,18 @@ func StartIn(t testing.TB, home, extra string, peers ...*Disco) *Disco {
 	})
 	t.Cleanup(d.stop)
 	return d
+}
+
+// Merge merges the YAML mapping src into dst: mappings recursively, other values replace.
+func Merge(dst, src map[string]any) {
+	for k, v := range src {
+		sub, ok := v.(map[string]any)
+		if old, isMap := dst[k].(map[string]any); ok && isMap {
+			Merge(old, sub)
+			continue
+		}
+		dst[k] = v
+	}
 }
 
 // Stop stops the Disco and closes its node.

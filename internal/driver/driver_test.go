@@ -69,6 +69,8 @@ var nodeTests = []struct {
 	{"Snapshot", testSnapshot},
 	{"WalkAsFallback", testWalkAsFallback},
 	{"UploadsLeaveNoDirectories", testUploadsLeaveNoDirectories},
+	{"TwoDriversShareUploads", testTwoDriversShareUploads},
+	{"PurgeUploads", testPurgeUploads},
 }
 
 func runNodeTests(t *testing.T, node ipfs.Node) {

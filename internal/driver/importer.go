@@ -124,8 +124,13 @@ type importers struct {
 func (is *importers) attach(p, dir, hold string) (im *importer, fresh bool, err error) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
-	if im = is.m[p]; im != nil && im.failed() {
-		delete(is.m, p) // start again from what the spool has
+	if im = is.m[p]; im != nil && (im.failed() || !im.attached && spooledSize(dir) != im.size) {
+		// Start again from what the spool has: the importer stopped, or another Disco
+		// sharing the uploads directory took the upload further.
+		if !im.failed() {
+			im.stop()
+		}
+		delete(is.m, p)
 		im = nil
 	}
 	if im != nil {

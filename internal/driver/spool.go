@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -177,6 +178,24 @@ func (s *spooled) readParts(n uint64) error {
 	return nil
 }
 
+// spooledSize returns the size of the upload spooled in dir, or -1 if none is.
+func spooledSize(dir string) int64 {
+	f, err := os.Open(filepath.Join(dir, chunkFile))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	var n [8]byte
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < 8 {
+		return -1
+	}
+	if _, err := io.ReadFull(f, n[:]); err != nil {
+		return -1
+	}
+	return int64(binary.BigEndian.Uint64(n[:]))*int64(ipfs.Import.ChunkSize) + fi.Size() - 8
+}
+
 // size is the number of bytes of the upload so far.
 func (s *spooled) size() int64 {
 	return int64(len(s.parts))*int64(ipfs.Import.ChunkSize) + int64(len(s.chunk))
@@ -256,6 +275,9 @@ func (s *spooled) save() error {
 			return fmt.Errorf("spool: %w", err)
 		}
 		_, err = f.Write(b.Bytes())
+		if err == nil {
+			err = f.Sync()
+		}
 		if err = errors.Join(err, f.Close()); err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
@@ -263,14 +285,35 @@ func (s *spooled) save() error {
 	}
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(s.chunk)), uint64(len(s.parts)))
 	b = append(b, s.chunk...)
-	tmp := filepath.Join(s.dir, chunkFile+".new")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, chunkFile)); err != nil {
+	if err := writeDurably(filepath.Join(s.dir, chunkFile), b); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
+}
+
+// writeDurably replaces the file name with b, whole, and returns once the new file and
+// its name are on disk: an upload's state is acknowledged with the request that saved it.
+func writeDurably(name string, b []byte) error {
+	tmp := name + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err := errors.Join(err, f.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(name))
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // SpooledParts returns the CIDs of the chunks that the uploads in progress spooled in the

@@ -1,15 +1,21 @@
 package driver
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/distribution/distribution/v3/registry/storage"
+
 	"github.com/discoregistry/disco/internal/ack"
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
 )
 
 // testWriterReleasedWithItsRequest opens a writer that is never closed, as Distribution
@@ -137,5 +143,87 @@ func testIdleImportersBounded(t *testing.T, node ipfs.Node) {
 		if b, err := d.GetContent(ctx, p); err != nil || string(b) != "part one, part two" {
 			t.Errorf("%s = %q, %v", p, b, err)
 		}
+	}
+}
+
+// testTwoDriversShareUploads writes one upload through two drivers over one node and one
+// uploads directory, as two Discos behind one address do, its parts landing on both in
+// turn: each takes the upload where the other left it.
+func testTwoDriversShareUploads(t *testing.T, node ipfs.Node) {
+	ctx := context.Background()
+	root, uploads := fmt.Sprintf("/shared-%d", time.Now().UnixNano()), t.TempDir()
+	var ds []*Driver
+	for range 2 {
+		d, err := New(node, root, uploads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	b := ipfstest.Content(3<<20+333, 31)
+	cuts := []int{0, 700 << 10, 1<<20 + 5, 2<<20 + 100, len(b)}
+	for i := range len(cuts) - 1 {
+		d := ds[i%2]
+		w, err := d.Writer(ctx, "/u/data", i > 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Size() != int64(cuts[i]) {
+			t.Fatalf("part %d on driver %d: the writer starts at %d, want %d", i, i%2, w.Size(), cuts[i])
+		}
+		if _, err := w.Write(b[cuts[i]:cuts[i+1]]); err != nil {
+			t.Fatal(err)
+		}
+		if i == len(cuts)-2 {
+			if err := w.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := ds[0].GetContent(ctx, "/u/data")
+	if err != nil || !bytes.Equal(got, b) {
+		t.Errorf("the upload written through both drivers: %d bytes, %v; want %d bytes", len(got), err, len(b))
+	}
+}
+
+// testPurgeUploads has Distribution's upload purger find uploads in progress, one stale
+// and one not: the stale one goes, its spool with it.
+func testPurgeUploads(t *testing.T, node ipfs.Node) {
+	ctx := context.Background()
+	d := newDriver(t, node)
+	const repo = "/docker/registry/v2/repositories/app/x/_uploads/"
+	// Distribution's purger knows uploads by their UUIDs.
+	const stale, fresh = "01a23419-2551-7aa4-8d2d-2f1021646bac", "01a23419-2551-7aa4-8d2d-2f1021646bad"
+	for id, started := range map[string]time.Time{stale: time.Now().Add(-48 * time.Hour), fresh: time.Now()} {
+		w, err := d.Writer(ctx, repo+id+"/data", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "part of an upload")
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PutContent(ctx, repo+id+"/startedat", []byte(started.UTC().Format(time.RFC3339))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, errs := storage.PurgeUploads(ctx, d, time.Now().Add(-24*time.Hour), true)
+	if len(errs) > 0 || len(deleted) != 1 {
+		t.Fatalf("PurgeUploads deleted %q, errors %v; want the stale upload", deleted, errs)
+	}
+	if _, err := d.Stat(ctx, repo+stale); !IsNotFound(err) {
+		t.Errorf("the stale upload after the purge: %v", err)
+	}
+	if _, err := os.Stat(d.inner().spool.file(repo + stale + "/data")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale upload's spool after the purge: %v", err)
+	}
+	if _, err := d.Stat(ctx, repo+fresh+"/data"); err != nil && !IsNotFound(err) {
+		t.Errorf("the fresh upload after the purge: %v", err)
+	}
+	if _, err := os.Stat(d.inner().spool.file(repo + fresh + "/data")); err != nil {
+		t.Errorf("the fresh upload's spool after the purge: %v", err)
 	}
 }

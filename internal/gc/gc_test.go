@@ -117,3 +117,11 @@ func remoteImage(d *disctest.Disco, ref string) (v1.Image, error) {
 	}
 	return remoteGet(r)
 }
+
+// TestSweepEmpty sweeps a registry that holds nothing yet.
+func TestSweepEmpty(t *testing.T) {
+	d := disctest.Start(t, "")
+	if s, err := gc.Sweep(context.Background(), d.Store, false, nil); err != nil || s != (gc.Stats{}) {
+		t.Errorf("sweep of an empty registry: %+v, %v", s, err)
+	}
+}

@@ -57,7 +57,7 @@ func Sweep(ctx context.Context, store driver.Store, dryRun bool, found func(d di
 			return nil
 		})
 	})
-	if err != nil {
+	if err != nil && !driver.IsNotFound(err) { // no repositories at all
 		return stats, fmt.Errorf("mark: %w", err)
 	}
 	err = reg.Blobs().Enumerate(ctx, func(d digest.Digest) error {
@@ -78,7 +78,7 @@ func Sweep(ctx context.Context, store driver.Store, dryRun bool, found func(d di
 		}
 		return store.Delete(ctx, path.Dir(layout.Blob(d)))
 	})
-	if err != nil {
+	if err != nil && !driver.IsNotFound(err) { // no blobs at all
 		return stats, fmt.Errorf("sweep: %w", err)
 	}
 	for name, ds := range unlinked {

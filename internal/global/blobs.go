@@ -167,7 +167,7 @@ func blobHeaders(h http.Header, d digest.Digest, size int64) {
 func (g *Global) remoteSize(ctx context.Context, d digest.Digest, c cid.Cid) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.CloneTimeout)
 	defer cancel()
-	e, err := g.node.Stat(ctx, "/ipfs/"+c.String())
+	e, err := g.nodeFor(layout.Blob(d)).Stat(ctx, "/ipfs/"+c.String())
 	if err != nil {
 		return 0, err
 	}
@@ -188,8 +188,9 @@ func (g *Global) stream(ctx context.Context, w http.ResponseWriter, name string,
 	defer g.metrics.blobsInFlight.Dec()
 	ctx, cancel := context.WithTimeout(ctx, g.fetchTimeout(size))
 	defer cancel()
-	go g.node.Fetch(ctx, c) // fetches blocks many at a time, ahead of the reader
-	r, err := g.node.Read(ctx, "/ipfs/"+c.String(), 0)
+	node := g.nodeFor(layout.Blob(d))
+	go node.Fetch(ctx, c) // fetches blocks many at a time, ahead of the reader
+	r, err := node.Read(ctx, "/ipfs/"+c.String(), 0)
 	if err != nil {
 		g.blobFailed(ctx, name, d, err)
 		errcode.ServeJSON(w, errcode.ErrorCodeBlobUnknown.WithDetail(fmt.Sprintf("could not fetch %s from IPFS: %v", d, err)))

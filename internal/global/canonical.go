@@ -11,7 +11,7 @@ import (
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
-// canonical returns the CID of the local file c, of size bytes, under Disco's import
+// canonical returns the CID of the file c, of size bytes and local on node, under Disco's import
 // parameters, adding what that needs. Content from the network may come under any CID:
 // the original Disco's blobs are CID v0 DAGs of 256 KiB chunks. A blob must be linked
 // under its canonical CID all the same, or a later push of the same image would publish
@@ -19,23 +19,23 @@ import (
 //
 // A file of raw 1 MiB leaves is joined again, which adds a few small nodes at most;
 // any other is imported again from its local blocks.
-func (g *Global) canonical(ctx context.Context, c cid.Cid, size int64) (cid.Cid, error) {
+func (g *Global) canonical(ctx context.Context, node ipfs.Node, c cid.Cid, size int64) (cid.Cid, error) {
 	if size <= int64(ipfs.Import.ChunkSize) && isLeaf(c) {
 		return c, nil
 	}
-	parts, err := g.leaves(ctx, c, size)
+	parts, err := leaves(ctx, node, c, size)
 	if err == nil {
-		return g.node.Join(ctx, parts)
+		return node.Join(ctx, parts)
 	}
 	if !errors.Is(err, errNotCanonical) {
 		return cid.Undef, err
 	}
-	r, err := g.node.Read(ctx, "/ipfs/"+c.String(), 0)
+	r, err := node.Read(ctx, "/ipfs/"+c.String(), 0)
 	if err != nil {
 		return cid.Undef, err
 	}
 	defer r.Close()
-	return g.node.Add(ctx, files.NewReaderFile(r))
+	return node.Add(ctx, files.NewReaderFile(r))
 }
 
 var errNotCanonical = errors.New("not Disco's chunks")
@@ -48,13 +48,13 @@ func isLeaf(c cid.Cid) bool {
 
 // leaves returns the leaves of the file c, of size bytes, if they are the chunks Disco's
 // importer would cut: raw blocks of ipfs.Import.ChunkSize bytes, the last one shorter.
-func (g *Global) leaves(ctx context.Context, c cid.Cid, size int64) ([]ipfs.Part, error) {
+func leaves(ctx context.Context, node ipfs.Node, c cid.Cid, size int64) ([]ipfs.Part, error) {
 	var parts []ipfs.Part
 	maxParts := size/int64(ipfs.Import.ChunkSize) + 1
 	var walk func(c cid.Cid, depth int) error
 	walk = func(c cid.Cid, depth int) error {
 		if isLeaf(c) {
-			e, err := g.node.Stat(ctx, "/ipfs/"+c.String()) // the block's true size
+			e, err := node.Stat(ctx, "/ipfs/"+c.String()) // the block's true size
 			if err != nil {
 				return err
 			}
@@ -64,7 +64,7 @@ func (g *Global) leaves(ctx context.Context, c cid.Cid, size int64) ([]ipfs.Part
 		if depth > 8 || c.Type() != cid.DagProtobuf {
 			return errNotCanonical
 		}
-		links, err := g.node.Links(ctx, c)
+		links, err := node.Links(ctx, c)
 		if err != nil {
 			return err
 		}

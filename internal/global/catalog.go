@@ -3,6 +3,7 @@ package global
 import (
 	"context"
 	"io"
+	"path"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -12,9 +13,10 @@ import (
 )
 
 // Repositories implements distribution.Namespace. With Options.CatalogPushedOnly, the
-// catalog leaves out the digest and CID names Disco gave the images pushed here: it lists
-// the names pushed, and the CID names of images cloned from the network, which have no
-// other name here. Otherwise it lists every repository.
+// catalog leaves out the digest and CID names Disco gave the images pushed here, and the
+// digest names of the images cloned: it lists the names pushed, and the CID names of
+// images cloned from the network, the names they were pulled by. Otherwise it lists every
+// repository.
 func (n namespace) Repositories(ctx context.Context, repos []string, last string) (int, error) {
 	if !n.g.opts.CatalogPushedOnly {
 		return n.Namespace.Repositories(ctx, repos, last)
@@ -44,8 +46,9 @@ func (n namespace) Repositories(ctx context.Context, repos []string, last string
 	return found, nil
 }
 
-// given reports whether name is a digest or CID name Disco gave an image pushed here: a
-// digest name, or a CID name whose image has its digest name here too.
+// given reports whether name is a digest or CID name Disco gave an image: a digest name,
+// or a CID name whose image has its digest name here too, not made for a clone (a clone
+// is filed under its digest too, and its CID name is the one it was cloned by).
 func (g *Global) given(ctx context.Context, name string) (bool, error) {
 	if IsDigestName(name) {
 		return true, nil
@@ -64,5 +67,10 @@ func (g *Global) given(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, nil // not one Disco made
 	}
-	return driver.Exists(ctx, g.store, layout.Repository(d.Encoded())+"/_manifests")
+	repo := layout.Repository(d.Encoded())
+	if pushed, err := driver.Exists(ctx, g.store, repo+"/_manifests"); err != nil || !pushed {
+		return false, err
+	}
+	cloned, err := driver.Exists(ctx, g.store, path.Join(repo, ClonedMarker))
+	return !cloned, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -46,6 +47,10 @@ func (g *Global) ensureRepository(ctx context.Context, name string) error {
 	if reason, ok := g.refused.Get(name); ok {
 		return refused(name, reason)
 	}
+	if since, ok := g.missing.Get(name); ok {
+		return errcode.ErrorCodeNameUnknown.WithDetail(fmt.Sprintf(
+			"no IPFS node answered for %s within %s, %s ago", name, g.opts.CloneTimeout, time.Since(since).Round(time.Second)))
+	}
 	have, err := g.exists(ctx, layout.Repository(name))
 	if err != nil || have {
 		return err
@@ -80,15 +85,17 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 	defer func() { g.observeClone(name, start, err) }()
 
 	g.log.Info("cloning", "cid", name)
-	if err := g.node.Fetch(ctx, c); err != nil {
+	node := g.nodeFor(layout.Repository(name))
+	if err := node.Fetch(ctx, c); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
+			g.missing.Add(name, time.Now()) // a client that asks again soon is not kept waiting
 			return errcode.ErrorCodeNameUnknown.WithDetail(
 				fmt.Sprintf("no IPFS node answered for %s within %s", name, g.opts.CloneTimeout))
 		}
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
 	root := "/ipfs/" + name
-	dj, err := ipfs.ReadFile(ctx, g.node, root+"/"+discoJSONName, maxDiscoJSON)
+	dj, err := ipfs.ReadFile(ctx, node, root+"/"+discoJSONName, maxDiscoJSON)
 	if err != nil {
 		return refused(name, err)
 	}
@@ -96,7 +103,7 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 	if err != nil {
 		return refused(name, err)
 	}
-	links, err := readLinks(ctx, g.node, root)
+	links, err := readLinks(ctx, node, root)
 	if err != nil {
 		return refused(name, err)
 	}
@@ -129,7 +136,57 @@ func (g *Global) clone(ctx context.Context, name string, c cid.Cid) (err error) 
 		return err
 	}
 	g.maps.Add(name, blobs)
+	if err := g.fileDigestName(ctx, node, c, links.tags["latest"]); err != nil {
+		g.log.Warn("clone: file under the manifest digest", "cid", name, "err", err)
+	}
 	return nil
+}
+
+// fileDigestName files the cloned CID repository c, whose latest tag is top, under top's
+// hex too, tagged with the CID, as the Disco it was pushed to filed it: whoever knows the
+// digest finds the CID. The repository's files are all local and small.
+func (g *Global) fileDigestName(ctx context.Context, node ipfs.Node, c cid.Cid, top digest.Digest) error {
+	if have, err := g.exists(ctx, layout.Repository(top.Encoded())); err != nil || have {
+		return err
+	}
+	files, err := readFiles(ctx, node, "/ipfs/"+c.String())
+	if err != nil {
+		return err
+	}
+	files[layout.TagLink(c.String())] = []byte(top.String())
+	files[layout.TagIndexLink(c.String(), top)] = []byte(top.String())
+	files[ClonedMarker] = []byte(c.String())
+	_, err = g.file(ctx, top.Encoded(), files)
+	return err
+}
+
+// ClonedMarker is a file in a digest repository made for a clone, not for a push: the
+// web page tells the two apart by it. Distribution does not look at it.
+const ClonedMarker = "disco-cloned"
+
+// readFiles reads every file of the directory at root, checked already, by path below it.
+func readFiles(ctx context.Context, node ipfs.Node, root string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	var walk func(rel string) error
+	walk = func(rel string) error {
+		es, err := node.List(ctx, path.Join(root, rel))
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			p := path.Join(rel, e.Name)
+			if e.IsDir {
+				err = walk(p)
+			} else {
+				out[p], err = ipfs.ReadFile(ctx, node, path.Join(root, p), maxDiscoJSON)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return out, walk("")
 }
 
 func refused(name string, err error) error {
@@ -154,7 +211,8 @@ func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) 
 	if !c.Defined() {
 		return nil, fmt.Errorf("no CID for %s", d)
 	}
-	b, err := ipfs.ReadFile(ctx, g.node, "/ipfs/"+c.String(), maxManifestSize)
+	node := g.nodeFor(layout.Blob(d))
+	b, err := ipfs.ReadFile(ctx, node, "/ipfs/"+c.String(), maxManifestSize)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +222,7 @@ func (g *Global) fetchManifest(ctx context.Context, d digest.Digest, c cid.Cid) 
 	have, err := g.exists(ctx, layout.Blob(d))
 	if err == nil && !have {
 		// Added again, the manifest gets its canonical CID (one block, or a few).
-		if c, err = g.node.Add(ctx, files.NewBytesFile(b)); err == nil {
+		if c, err = node.Add(ctx, files.NewBytesFile(b)); err == nil {
 			err = g.store.Link(ctx, layout.Blob(d), c)
 		}
 	}
@@ -223,10 +281,11 @@ func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid, size
 	g.metrics.blobsInFlight.Inc()
 	defer g.metrics.blobsInFlight.Dec()
 	p := "/ipfs/" + c.String()
-	if err := g.node.Fetch(ctx, c); err != nil {
+	node := g.nodeFor(layout.Blob(d))
+	if err := node.Fetch(ctx, c); err != nil {
 		return fmt.Errorf("blob %s (%s): %w", d, c, err)
 	}
-	r, err := g.node.Read(ctx, p, 0)
+	r, err := node.Read(ctx, p, 0)
 	if err != nil {
 		return err
 	}
@@ -245,7 +304,7 @@ func (g *Global) fetchBlob(ctx context.Context, d digest.Digest, c cid.Cid, size
 
 // linkBlob links the blob d, checked and local as c, under its canonical CID.
 func (g *Global) linkBlob(ctx context.Context, d digest.Digest, c cid.Cid, size int64) error {
-	canonical, err := g.canonical(ctx, c, size)
+	canonical, err := g.canonical(ctx, g.nodeFor(layout.Blob(d)), c, size)
 	if err != nil {
 		return fmt.Errorf("blob %s (%s): %w", d, c, err)
 	}

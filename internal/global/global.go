@@ -6,6 +6,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/ipfs/go-cid"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,9 @@ const (
 	// DefaultCloneMaxSize bounds the size of a cloned image, all its blobs together.
 	DefaultCloneMaxSize = 64 << 30
 )
+
+// MissingFor is how long a CID that nobody answered for is answered 404 at once.
+const MissingFor = time.Minute
 
 // Options configure global addressing.
 type Options struct {
@@ -65,6 +69,9 @@ type Global struct {
 	maps *mapCache
 	// refused remembers CID repositories found to lie, with the reason.
 	refused *lru.Cache[string, error]
+	// missing remembers, for a while, CIDs nobody answered for: a client asks for a
+	// repository several times in one pull (HEAD, then GET), and each would wait.
+	missing *expirable.LRU[string, time.Time]
 }
 
 // New returns a Global.
@@ -95,6 +102,7 @@ func New(o Options) (*Global, error) {
 	}
 	g := &Global{
 		refused: refused,
+		missing: expirable.NewLRU[string, time.Time](1024, nil, MissingFor),
 		node:    o.Node,
 		store:   o.Store,
 		opts:    o,
@@ -103,6 +111,17 @@ func New(o Options) (*Global, error) {
 		maps:    maps,
 	}
 	return g, nil
+}
+
+// nodeFor returns the node that holds the driver path p: content to link there is
+// fetched there.
+func (g *Global) nodeFor(p string) ipfs.Node {
+	if pl, ok := g.store.(interface{ NodeFor(string) ipfs.Node }); ok {
+		if n := pl.NodeFor(p); n != nil {
+			return n
+		}
+	}
+	return g.node
 }
 
 // readBlob reads a manifest-sized blob from the registry.

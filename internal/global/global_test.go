@@ -57,6 +57,13 @@ func TestPushFilesUnderDigestAndCID(t *testing.T) {
 	if n := disctest.HistogramCount(t, b, "disco_clone_duration_seconds"); n != 1 {
 		t.Errorf("disco_clone_duration_seconds counts %d clones, want 1", n)
 	}
+	// B files the clone under its digest too, as A did.
+	if got := b.CIDOf(t, h); got != c {
+		t.Errorf("B's digest repository names CID %s, want %s", got, c)
+	}
+	if got := disctest.PullAll(t, b.Ref(t, h.Hex+":latest")); got != h {
+		t.Errorf("B pulls %s by digest name: %s", h.Hex, got)
+	}
 }
 
 func TestSameImageSameCID(t *testing.T) {
@@ -314,5 +321,35 @@ func TestBigBlobStreamed(t *testing.T) {
 	}
 	if _, err := c2.Node.Stat(context.Background(), layout.Blob(d)); !errors.Is(err, ipfs.ErrNotFound) {
 		t.Errorf("the lying layer was kept under its digest: %v", err)
+	}
+}
+
+// TestMountFromCID mounts, into a repository of B, a layer of a CID repository B has not
+// fetched yet, as regctl and ctr do when they copy an image: it is fetched and mounted,
+// and the client need not upload it.
+func TestMountFromCID(t *testing.T) {
+	a := disctest.Start(t, "")
+	b := disctest.Start(t, "", a)
+	img, _ := random.Image(2<<20, 1)
+	h := a.Push(t, "app/x:v1", img)
+	c := a.CIDOf(t, h)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	resp, err := http.Post(b.URL("/v2/copy/x/blobs/uploads/?from="+c+"&mount="+ld.String()), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("mount from the CID repository: %s, want 201 Created", resp.Status)
+	}
+	resp, err = http.Get(b.URL("/v2/copy/x/blobs/" + ld.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || digest.FromBytes(got).String() != ld.String() {
+		t.Errorf("the mounted layer: %s, %d bytes", resp.Status, len(got))
 	}
 }

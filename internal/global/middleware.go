@@ -9,6 +9,7 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	registrymiddleware "github.com/distribution/distribution/v3/registry/middleware/registry"
+	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
 	"github.com/ipfs/go-cid"
@@ -23,25 +24,40 @@ import (
 const middlewareName = "disco"
 
 func init() {
-	registrymiddleware.Register(middlewareName, func(_ context.Context, ns distribution.Namespace, _ storagedriver.StorageDriver, options map[string]any) (distribution.Namespace, error) {
+	registrymiddleware.Register(middlewareName, func(ctx context.Context, ns distribution.Namespace, d storagedriver.StorageDriver, options map[string]any) (distribution.Namespace, error) {
 		g, ok := options["global"].(*Global)
 		if !ok {
 			return nil, fmt.Errorf("%s middleware: no Global in its options", middlewareName)
 		}
-		return namespace{Namespace: ns, g: g}, nil
+		n := namespace{Namespace: ns, g: g}
+		if opts, ok := options["plain"].([]storage.RegistryOption); ok {
+			plain, err := storage.NewRegistry(ctx, d, opts...)
+			if err != nil {
+				return nil, err
+			}
+			n.plain = plain
+		}
+		return n, nil
 	})
 }
 
 // Middleware is the entry to add to Distribution's configuration (middleware.registry)
-// for g to see the registry's repositories.
-func (g *Global) Middleware() configuration.Middleware {
-	return configuration.Middleware{Name: middlewareName, Options: configuration.Parameters{"global": g}}
+// for g to see the registry's repositories. plain, if not nil, are the options of the
+// registry without its blob descriptor cache: Distribution's caches refuse repositories
+// named by a digest's hex, which g then reaches without the cache.
+func (g *Global) Middleware(plain []storage.RegistryOption) configuration.Middleware {
+	opts := configuration.Parameters{"global": g}
+	if plain != nil {
+		opts["plain"] = plain
+	}
+	return configuration.Middleware{Name: middlewareName, Options: opts}
 }
 
 // namespace clones CID repositories on first use and wraps repositories.
 type namespace struct {
 	distribution.Namespace
-	g *Global
+	g     *Global
+	plain distribution.Namespace // without a blob descriptor cache, for digest names; or nil
 }
 
 func (n namespace) Repository(ctx context.Context, name reference.Named) (distribution.Repository, error) {
@@ -53,7 +69,11 @@ func (n namespace) Repository(ctx context.Context, name reference.Named) (distri
 		}
 		return nil, err
 	}
-	repo, err := n.Namespace.Repository(ctx, name)
+	ns := n.Namespace
+	if n.plain != nil && IsDigestName(name.Name()) {
+		ns = n.plain
+	}
+	repo, err := ns.Repository(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -72,10 +92,38 @@ func (r repository) Tags(ctx context.Context) distribution.TagService {
 
 func (r repository) Blobs(ctx context.Context) distribution.BlobStore {
 	bs := r.Repository.Blobs(ctx)
+	if r.g.node == nil {
+		return bs // with no IPFS node, nothing comes from the network
+	}
+	bs = mounting{BlobStore: bs, g: r.g}
 	if _, ok := ParseCIDName(r.Named().Name()); !ok {
 		return bs
 	}
 	return blobs{BlobStore: bs, name: r.Named().Name(), g: r.g}
+}
+
+// mounting fetches, before a cross-repository mount from a CID repository, the blob to
+// mount if it is not local yet: Distribution mounts only what it holds, and the client
+// would upload the whole blob again.
+type mounting struct {
+	distribution.BlobStore
+	g *Global
+}
+
+func (m mounting) Create(ctx context.Context, options ...distribution.BlobCreateOption) (distribution.BlobWriter, error) {
+	var opts distribution.CreateOptions
+	for _, o := range options {
+		o.Apply(&opts) // errors are the inner Create's to report
+	}
+	if from := opts.Mount.From; opts.Mount.ShouldMount && from != nil {
+		if _, isCID := ParseCIDName(from.Name()); isCID {
+			if err := m.g.ensureRepository(ctx, from.Name()); err == nil {
+				// A failure leaves the mount to fail: the client uploads the blob.
+				blobs{name: from.Name(), g: m.g}.ensure(ctx, from.Digest())
+			}
+		}
+	}
+	return m.BlobStore.Create(ctx, options...)
 }
 
 // tags publishes a manifest before tagging it: a client is never told that a tagged push

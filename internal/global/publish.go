@@ -2,14 +2,17 @@ package global
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/discoregistry/disco/internal/driver"
@@ -44,16 +47,13 @@ func (g *Global) Publish(ctx context.Context, name string, top digest.Digest) (c
 	if err != nil {
 		return cid.Undef, err
 	}
-	c, err = g.node.Add(ctx, tree(repo))
+	c, err = g.cidOf(ctx, top, repo)
 	if err != nil {
 		return cid.Undef, err
 	}
-	repo[layout.TagLink(c.String())] = []byte(top.String())
-	repo[layout.TagIndexLink(c.String(), top)] = []byte(top.String())
-	dc, err := g.node.Add(ctx, tree(repo))
-	if err != nil {
-		return cid.Undef, err
-	}
+	digestRepo := maps.Clone(repo)
+	digestRepo[layout.TagLink(c.String())] = []byte(top.String())
+	digestRepo[layout.TagIndexLink(c.String(), top)] = []byte(top.String())
 
 	var created []string
 	defer func() {
@@ -64,10 +64,10 @@ func (g *Global) Publish(ctx context.Context, name string, top digest.Digest) (c
 		}
 	}()
 	for _, r := range []struct {
-		name string
-		c    cid.Cid
-	}{{c.String(), c}, {top.Encoded(), dc}} {
-		made, err := g.place(ctx, r.name, r.c)
+		name  string
+		files map[string][]byte
+	}{{c.String(), repo}, {top.Encoded(), digestRepo}} {
+		made, err := g.file(ctx, r.name, r.files)
 		if made {
 			created = append(created, r.name)
 		}
@@ -78,6 +78,51 @@ func (g *Global) Publish(ctx context.Context, name string, top digest.Digest) (c
 	g.log.Info("published", "manifest", top, "cid", c, "blobs", len(img.blobs)+len(img.manifests),
 		"took", time.Since(start).Round(time.Millisecond))
 	return c, nil
+}
+
+// cidOf returns the CID of the repository of files: of its directory in IPFS, or with no
+// IPFS node (storage.ipfs.cacheonly) one made from the manifest digest top as the original
+// Disco made it: a CID v1 of the dag-pb codec over top's bytes as a sha2-256 multihash.
+func (g *Global) cidOf(ctx context.Context, top digest.Digest, files map[string][]byte) (cid.Cid, error) {
+	if g.node != nil {
+		return g.node.Add(ctx, tree(files))
+	}
+	return CacheOnlyCID(top)
+}
+
+// CacheOnlyCID is the CID a registry with no IPFS node names the manifest d by.
+func CacheOnlyCID(d digest.Digest) (cid.Cid, error) {
+	b, err := hex.DecodeString(d.Encoded())
+	if err != nil || d.Algorithm() != digest.SHA256 {
+		return cid.Undef, fmt.Errorf("%s: not a sha256 digest", d)
+	}
+	m, err := mh.Encode(b, mh.SHA2_256)
+	if err != nil {
+		return cid.Undef, err
+	}
+	return cid.NewCidV1(cid.DagProtobuf, m), nil
+}
+
+// file files the repository of files under name, unless it is there already, and reports
+// whether it did: a directory added to IPFS and linked, or with no IPFS node the files
+// written one by one.
+func (g *Global) file(ctx context.Context, name string, files map[string][]byte) (created bool, err error) {
+	if g.node != nil {
+		c, err := g.node.Add(ctx, tree(files))
+		if err != nil {
+			return false, err
+		}
+		return g.place(ctx, name, c)
+	}
+	if have, err := g.exists(ctx, layout.Repository(name)); err != nil || have {
+		return false, err
+	}
+	for p, b := range files {
+		if err := g.store.PutContent(ctx, path.Join(layout.Repository(name), p), b); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
 }
 
 // stored returns the digest the content that the repository name links as d is stored
@@ -108,7 +153,12 @@ func (g *Global) repoFiles(ctx context.Context, name string, img *image) (map[st
 		s, err := g.stored(ctx, name, d, link)
 		if err == nil {
 			var c cid.Cid
-			if c, err = g.store.CID(ctx, layout.Blob(s)); err == nil {
+			if g.node == nil {
+				_, err = g.store.Stat(ctx, layout.Blob(s))
+			} else {
+				c, err = g.store.CID(ctx, layout.Blob(s))
+			}
+			if err == nil {
 				for _, alias := range []digest.Digest{d, s} {
 					dj.add(alias, c)
 					repo[link(alias)] = []byte(s.String())
@@ -136,6 +186,9 @@ func (g *Global) repoFiles(ctx context.Context, name string, img *image) (map[st
 	top := img.manifests[0]
 	repo[layout.TagLink("latest")] = []byte(top.String())
 	repo[layout.TagIndexLink("latest", top)] = []byte(top.String())
+	if g.node == nil {
+		return repo, nil // no CIDs to list
+	}
 	b, err := json.Marshal(dj)
 	if err != nil {
 		return nil, err

@@ -58,7 +58,8 @@ func (ix *Index) Run(ctx context.Context) error {
 		ix.q.addBuilt(name)
 		return nil
 	})
-	if err != nil && !errors.As(err, new(storagedriver.PathNotFoundError)) {
+	// A stop while the build reads is no error of the registry's.
+	if err != nil && ctx.Err() == nil && !errors.As(err, new(storagedriver.PathNotFoundError)) {
 		ix.log.Error("index: list repositories", "err", err)
 	}
 	// The worker starts once every repository of the snapshot is queued: a change seen
@@ -107,7 +108,7 @@ func (ix *Index) snapshot(ctx context.Context) source {
 	}
 	d, err := ix.opts.Snapshot(ctx)
 	if err != nil || d == nil {
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			ix.log.Warn("index: no snapshot of the registry, reading it live", "err", err)
 		}
 		return ix.live
@@ -137,7 +138,17 @@ func (ix *Index) refresh(ctx context.Context, name string, src source, live bool
 		return
 	}
 	ix.store(name, tags, described)
+	if _, isCID := global.ParseCIDName(name); isCID && live {
+		// A clone files the image under its digest too: read that repository as well.
+		for _, t := range tags {
+			if t.Name == "latest" && !ix.has(t.Digest.Encoded()) {
+				ix.q.add(t.Digest.Encoded())
+			}
+		}
+	}
 	if global.IsDigestName(name) {
+		_, err := src.driver.Stat(ctx, path.Join(layout.Repository(name), global.ClonedMarker))
+		ix.setCloned(name, err == nil)
 		// The digest repository is tagged with the CID: that repository is new too.
 		pushed := ix.pushes.get(name)
 		for _, t := range tags {
@@ -198,7 +209,7 @@ func (ix *Index) read(ctx context.Context, src source, name string) ([]Tag, map[
 	described := map[digest.Digest]*Manifest{}
 	for _, t := range tags {
 		if _, known := ix.Manifest(t.Digest); !known {
-			if err := describe(ctx, ms, t.Digest, described, 0); err != nil {
+			if err := describe(ctx, ms, t.Digest, described, 0); err != nil && ctx.Err() == nil {
 				ix.log.Warn("index: read manifest", "repository", name, "manifest", t.Digest, "err", err)
 			}
 		}

@@ -69,7 +69,8 @@ type Index struct {
 
 	mu        sync.RWMutex
 	repos     map[string]*repo
-	sorted    []*repo // as Distribution's catalog sorts them
+	cloned    map[string]bool // digest repositories made for a clone
+	sorted    []*repo         // as Distribution's catalog sorts them
 	manifests map[digest.Digest]*manifest
 	users     map[digest.Digest][]digest.Digest // blob or child manifest → manifests listing it
 	entries   int
@@ -169,6 +170,7 @@ func New(o Options) *Index {
 		q:         newQueue(),
 		pushes:    &pushLog{times: map[string]time.Time{}},
 		repos:     map[string]*repo{},
+		cloned:    map[string]bool{},
 		manifests: map[digest.Digest]*manifest{},
 		users:     map[digest.Digest][]digest.Digest{},
 	}
@@ -226,8 +228,8 @@ func (ix *Index) repository(r *repo) Repository {
 }
 
 // given reports whether r holds one of the names Disco gives an image pushed here: its
-// digest, or its CID when the digest repository is here too (a CID repository alone was
-// cloned, and is the image's only name here).
+// digest, or its CID when the digest repository is here too and was not made for a clone
+// (a clone's CID repository is the image's only name here but its digest's).
 func (ix *Index) given(r *repo) bool {
 	switch r.kind {
 	case digestName:
@@ -236,11 +238,23 @@ func (ix *Index) given(r *repo) bool {
 		return false
 	}
 	for _, t := range r.tags {
-		if _, ok := ix.repos[t.Digest.Encoded()]; ok {
+		hex := t.Digest.Encoded()
+		if _, ok := ix.repos[hex]; ok && !ix.cloned[hex] {
 			return true
 		}
 	}
 	return false
+}
+
+// setCloned records whether the digest repository name was made for a clone.
+func (ix *Index) setCloned(name string, cloned bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if cloned {
+		ix.cloned[name] = true
+	} else {
+		delete(ix.cloned, name)
+	}
 }
 
 // Repository returns the repository name, if the index has it.

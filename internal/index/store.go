@@ -83,6 +83,7 @@ func (ix *Index) drop(name string) {
 	ix.pushes.forget(name)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	delete(ix.cloned, name)
 	r, ok := ix.repos[name]
 	if !ok {
 		return

@@ -65,3 +65,15 @@ func Release(ctx context.Context, n Node, hold string) error {
 	}
 	return nil
 }
+
+// Collector is implemented by nodes Disco can have collect their garbage: remove every
+// block that neither MFS nor a hold reaches, nor the DAGs of keep.
+type Collector interface {
+	CollectGarbage(ctx context.Context, keep []cid.Cid) (GCStats, error)
+}
+
+// GCStats is what a garbage collection removed.
+type GCStats struct {
+	Blocks int    // blocks removed
+	Freed  uint64 // bytes of storage freed, as the repository counts them
+}

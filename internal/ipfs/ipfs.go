@@ -90,6 +90,10 @@ type Identity struct {
 // ErrNotFound is matched (errors.Is) by errors about missing paths or content.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable is matched by errors of a node that cannot be reached: a Kubo daemon
+// that is down, or does not answer.
+var ErrUnavailable = errors.New("ipfs node unavailable")
+
 // ErrNotDir and ErrIsDir report a path of the wrong kind.
 var (
 	ErrNotDir = errors.New("not a directory")

@@ -92,6 +92,14 @@ func (d *Daemon) PeerAddr() string {
 	return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", d.SwarmPort, d.ID)
 }
 
+// SetAPIPort has the daemon serve its RPC API on port of 127.0.0.1 from its next start,
+// for a configuration that names a fixed URL.
+func (d *Daemon) SetAPIPort(port int) {
+	d.t.Helper()
+	d.APIPort = port
+	d.Run("config", "--json", "Addresses.API", fmt.Sprintf(`"/ip4/127.0.0.1/tcp/%d"`, port))
+}
+
 // APIURL is the base URL of the daemon's RPC API.
 func (d *Daemon) APIURL() string { return fmt.Sprintf("http://127.0.0.1:%d", d.APIPort) }
 
@@ -132,7 +140,7 @@ func (d *Daemon) Start(peers ...string) {
 	from, _ := log.Seek(0, io.SeekEnd)
 	cmd := exec.Command(d.bin, "daemon", "--migrate=false")
 	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, log, log
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = SysProcAttr()
 	err = cmd.Start()
 	log.Close()
 	if err != nil {
@@ -189,7 +197,7 @@ func (d *Daemon) Pause() {
 		return
 	}
 	d.proc.Signal(syscall.SIGSTOP)
-	for deadline := time.Now().Add(10 * time.Second); !isStopped(d.proc.Pid); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !IsStopped(d.proc.Pid); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			d.t.Fatalf("ipfs daemon (PID %d) not stopped 10s after SIGSTOP", d.proc.Pid)
 		}
@@ -226,13 +234,23 @@ func (d *Daemon) running() bool {
 // While the daemon runs, the command goes through its API.
 func (d *Daemon) Run(args ...string) string {
 	d.t.Helper()
+	out, err := d.Try(args...)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return out
+}
+
+// Try runs ipfs with args against this daemon and returns its trimmed standard output, or
+// an error with what it printed.
+func (d *Daemon) Try(args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(d.bin, args...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = d.env, &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		d.t.Fatalf("ipfs %s: %v\n%s%s", strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
+		return "", fmt.Errorf("ipfs %s: %w\n%s%s", strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
 	}
-	return strings.TrimSpace(stdout.String())
+	return strings.TrimSpace(stdout.String()), nil
 }
 
 // Add adds a file or a directory with Disco's import parameters and returns its CID.

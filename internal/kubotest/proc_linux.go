@@ -7,14 +7,15 @@ import (
 	"syscall"
 )
 
-// sysProcAttr has the kernel kill a daemon whose test process died without stopping it.
-func sysProcAttr() *syscall.SysProcAttr {
+// SysProcAttr has the kernel kill a process a test started (a daemon, a server) when the
+// test process dies without stopping it.
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
-// isStopped reports whether process pid is stopped by a signal: the signal takes effect
+// IsStopped reports whether process pid is stopped by a signal: the signal takes effect
 // some time after kill returns.
-func isStopped(pid int) bool {
+func IsStopped(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false

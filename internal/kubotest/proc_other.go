@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-// sysProcAttr is empty where the kernel cannot kill a daemon whose test process died;
+// SysProcAttr is empty where the kernel cannot kill a process whose test process died;
 // t.Cleanup stops it.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+func SysProcAttr() *syscall.SysProcAttr { return nil }
 
-// isStopped cannot tell without /proc: it gives a stopped process a moment.
-func isStopped(int) bool {
+// IsStopped cannot tell without /proc: it gives a stopped process a moment.
+func IsStopped(int) bool {
 	time.Sleep(100 * time.Millisecond)
 	return true
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -20,6 +21,11 @@ type GoTool struct {
 	Module  string
 	Version string
 	Pkg     string // the main package, relative to the module's root
+
+	// LDFlags are go build's -ldflags, for a tool whose Makefile sets the version it prints.
+	LDFlags string
+	// VersionArgs make the tool print its version; "version" when nil.
+	VersionArgs []string
 
 	once sync.Once
 	bin  string
@@ -53,6 +59,19 @@ func (g *GoTool) build() (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	// go test runs the packages that need the tool in parallel processes: one builds it,
+	// the others wait for it and find it built.
+	lock, err := os.OpenFile(bin+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close() // and so unlocked
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	if g.check(bin) == nil {
+		return bin, nil
+	}
 	// go install module@version refuses modules with replace or exclude directives, Kubo
 	// among them: download the module and build in its directory, where they apply.
 	src, err := g.download()
@@ -65,7 +84,11 @@ func (g *GoTool) build() (string, error) {
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	cmd := exec.Command("go", "build", "-o", tmp.Name(), g.Pkg)
+	args := []string{"build", "-o", tmp.Name()}
+	if g.LDFlags != "" {
+		args = append(args, "-ldflags="+g.LDFlags)
+	}
+	cmd := exec.Command("go", append(args, g.Pkg)...)
 	cmd.Dir, cmd.Env = src, append(os.Environ(), "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s in %s: %w\n%s", g.Pkg, src, err, out)
@@ -99,11 +122,15 @@ func (g *GoTool) download() (string, error) {
 
 // check runs the binary's version command and checks the version it prints.
 func (g *GoTool) check(bin string) error {
-	cmd := exec.Command(bin, "version")
+	args := g.VersionArgs
+	if args == nil {
+		args = []string{"version"}
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(CleanEnv("IPFS_"), "IPFS_TELEMETRY=off")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s version: %w\n%s", bin, err, out)
+		return fmt.Errorf("%s %s: %w\n%s", bin, strings.Join(args, " "), err, out)
 	}
 	if v := strings.TrimPrefix(g.Version, "v"); !strings.Contains(string(out), v) {
 		return fmt.Errorf("%s version printed %q, want version %s", bin, out, v)

@@ -20,7 +20,7 @@ const flushTimeout = time.Minute
 // Disco dies next, and an upload in progress keeps what its POST and PATCHes brought.
 // Persisting is cheap: the node appends the request's changes to its journal. A request
 // that something below it could not persist (ack.Fail) is answered with an error.
-func durable(next http.Handler, node ipfs.Node, log *slog.Logger) http.Handler {
+func durable(next http.Handler, nodes []ipfs.Node, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
@@ -33,8 +33,10 @@ func durable(next http.Handler, node ipfs.Node, log *slog.Logger) http.Handler {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), flushTimeout)
 		defer cancel()
 		err := scope.End()
-		if err == nil {
-			err = node.Flush(ctx)
+		for _, node := range nodes {
+			if err == nil {
+				err = node.Flush(ctx)
+			}
 		}
 		if err != nil {
 			log.Error("persist changes", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path"
 	"slices"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/discoregistry/disco/internal/global"
 	"github.com/discoregistry/disco/internal/index"
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/layout"
 	"github.com/discoregistry/disco/internal/ui"
 )
 
@@ -48,27 +50,37 @@ type Server struct {
 	log    *slog.Logger
 }
 
-// New builds the registry on store, kept in node, with g for global addressing. It does
-// not listen yet.
-func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.Store, g *global.Global, log *slog.Logger) (*Server, error) {
+// Backend is what the registry is built on.
+type Backend struct {
+	// Nodes keep the registry: each is flushed after a write and checked for health.
+	Nodes []ipfs.Node
+	// Store is the registry's storage, over the nodes.
+	Store driver.Store
+	// Global files pushed images under their digest and CID, and clones CIDs.
+	Global *global.Global
+	// Snapshot, if set, returns a read-only copy of the registry as it is, for the
+	// index to build from without filling the nodes' caches.
+	Snapshot func(context.Context) (storagedriver.StorageDriver, error)
+}
+
+// New builds the registry on b. It does not listen yet.
+func New(ctx context.Context, cfg *config.Config, b Backend, log *slog.Logger) (*Server, error) {
+	store, g := b.Store, b.Global
 	reg := cfg.Registry
 	reg.Storage[driver.Name] = configuration.Parameters{driver.ParamStore: store}
 	reg.Middleware = maps.Clone(reg.Middleware)
 	if reg.Middleware == nil {
 		reg.Middleware = map[string][]configuration.Middleware{}
 	}
-	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware())
+	plain, err := plainRegistry(reg)
+	if err != nil {
+		return nil, err
+	}
+	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware(plain))
 	var ix *index.Index
 	if cfg.UI.Enabled {
 		// Last, to see what global does too.
-		ix = index.New(index.Options{StateDir: cfg.IPFS.Uploads, Log: log,
-			Snapshot: func(ctx context.Context) (storagedriver.StorageDriver, error) {
-				d, err := driver.Snapshot(ctx, node, cfg.IPFS.RootDirectory)
-				if errors.Is(err, ipfs.ErrNotFound) {
-					return nil, nil // nothing stored yet
-				}
-				return d, err
-			}})
+		ix = index.New(index.Options{StateDir: cfg.IPFS.Uploads, Log: log, Snapshot: b.Snapshot})
 		reg.Middleware["registry"] = append(reg.Middleware["registry"], ix.Middleware())
 	}
 	if reg.HTTP.Secret == "" {
@@ -88,24 +100,31 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.S
 	}
 	s := &Server{cfg: cfg, app: app, health: health.NewRegistry(), index: ix, log: log}
 	app.RegisterHealthChecks(s.health)
-	s.health.Register("ipfs", health.CheckFunc(func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_, err := node.Stat(ctx, "/")
-		return err
-	}))
+	for i, node := range b.Nodes {
+		name := "ipfs"
+		if len(b.Nodes) > 1 {
+			name = fmt.Sprintf("ipfs node %d", i)
+		}
+		s.health.Register(name, health.CheckFunc(func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, err := node.Stat(ctx, "/")
+			return err
+		}))
+	}
 
 	ext := api.New(reg.HTTP.Prefix, store, log)
 	var h http.Handler = app
 	h = ext.Handler(h)
-	h = durable(h, node, log)
+	h = durable(h, b.Nodes, log)
 	h = global.ReadOnly(h, reg.HTTP.Prefix)
 	h = limitUploads(h, cmp.Or(cfg.Disco.MaxUploads, DefaultMaxUploads), reg.HTTP.Prefix)
 	h = api.Errors(h, reg.HTTP.Prefix)
+	h = unavailable(h)
 	h = authenticate(h, ac, reg.HTTP.Prefix)
 	h = s.withHealth(h)
 	if ix != nil {
-		page, err := newUI(reg, ac, ix, ext, log)
+		page, err := newUI(reg, ac, ix, ext, store, log)
 		if err != nil {
 			return nil, err
 		}
@@ -134,8 +153,12 @@ func New(ctx context.Context, cfg *config.Config, node ipfs.Node, store driver.S
 }
 
 // newUI builds the web page, guarded by the registry's access controller ac, if any.
-func newUI(reg *configuration.Configuration, ac *onceController, ix *index.Index, ext *api.API, log *slog.Logger) (*ui.UI, error) {
-	o := ui.Options{Index: ix, Namespace: ix.Namespace(), Referrers: ext.Referrers, Prefix: reg.HTTP.Prefix, Log: log}
+func newUI(reg *configuration.Configuration, ac *onceController, ix *index.Index, ext *api.API, store driver.Store, log *slog.Logger) (*ui.UI, error) {
+	o := ui.Options{Index: ix, Namespace: ix.Namespace(), Referrers: ext.Referrers, Prefix: reg.HTTP.Prefix, Log: log,
+		Cloned: func(ctx context.Context, hex string) bool {
+			ok, _ := driver.Exists(ctx, store, path.Join(layout.Repository(hex), global.ClonedMarker))
+			return ok
+		}}
 	if ac != nil {
 		o.Access = ac
 	}

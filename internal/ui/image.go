@@ -34,7 +34,7 @@ type imagePage struct {
 	Type      string // artifact type
 	Size      int64
 	CID       string
-	Cloned    bool // a CID repository with no digest repository here: cloned by its CID
+	Cloned    bool // a CID repository cloned by its CID, rather than pushed here
 	Blobs     int  // configs and layers
 	Held      int  // of those, the ones held here
 	Tags      []string
@@ -172,7 +172,8 @@ func (u *UI) cidOf(ctx context.Context, repo distribution.Repository, d digest.D
 		if err != nil {
 			return "", false
 		}
-		cloned = len(u.tagsOf(ctx, latest.Digest.Encoded())) == 0
+		hex := latest.Digest.Encoded()
+		cloned = len(u.tagsOf(ctx, hex)) == 0 || u.opts.Cloned != nil && u.opts.Cloned(ctx, hex)
 		if latest.Digest != d {
 			return "", cloned
 		}

@@ -38,6 +38,9 @@ type Options struct {
 	// Referrers lists the manifests of a repository whose subject is a digest; nil
 	// shows none.
 	Referrers func(ctx context.Context, name string, subject digest.Digest) ([]v1.Descriptor, error)
+	// Cloned reports whether the digest repository hex was made for a clone rather than
+	// a push; nil takes none for one.
+	Cloned func(ctx context.Context, hex string) bool
 	// Prefix is Distribution's http.prefix: the page is served under Prefix/ui/.
 	Prefix string
 	Log    *slog.Logger

@@ -21,6 +21,14 @@ type Options struct {
 	// Public joins the public IPFS network: bootstrap peers, the DHT and providing. When
 	// false the node dials nothing but Peers.
 	Public bool
+	// Routing is how the node finds content: "none" (the default) asks only the nodes it
+	// is connected to; "dht" runs a DHT among the nodes it reaches from Peers, and
+	// provides what it holds, so that a node finds what only a node it does not know
+	// holds. Public implies "dht" over the public network.
+	Routing string
+	// SwarmKey, if set, is a key in the format of Kubo's swarm.key: the node talks only to
+	// nodes with the same key, a private network.
+	SwarmKey []byte
 	// Log gets the node's own log lines; nil means slog.Default().
 	Log *slog.Logger
 
@@ -84,6 +92,9 @@ func applyOptions(cfg *config.Config, o Options) error {
 		Config:   map[string]any{"Mode": "off"},
 	}}
 
+	if o.Routing != "" && o.Routing != "none" && o.Routing != "dht" {
+		return fmt.Errorf("routing %q: want none or dht", o.Routing)
+	}
 	if o.Public {
 		cfg.Bootstrap = autoconf.FallbackBootstrapPeers
 		cfg.Routing.Type = config.NewOptionalString("dht")
@@ -110,5 +121,20 @@ func applyOptions(cfg *config.Config, o Options) error {
 	cfg.Swarm.Transports.Network.Relay = config.False
 	cfg.Provide.Enabled = config.False
 	cfg.HTTPRetrieval.Enabled = config.False
+	if len(o.SwarmKey) > 0 {
+		// libp2p cannot share the TCP listener with websockets in a private network.
+		cfg.Swarm.Transports.Network.Websocket = config.False
+	}
+	if o.Routing == "dht" {
+		// A DHT of the nodes reached from Peers, on whatever addresses they have,
+		// loopback ones included; every node a server of it.
+		cfg.Bootstrap = o.Peers
+		cfg.Routing.Type = config.NewOptionalString("dhtserver")
+		cfg.Routing.LoopbackAddressesOnLanDHT = config.True
+		cfg.Provide.Enabled = config.True
+		// The sweeping provider waits to learn the size of the network before it
+		// announces anything; among a few Discos, announce each new CID at once.
+		cfg.Provide.DHT.SweepEnabled = config.False
+	}
 	return nil
 }

@@ -8,13 +8,14 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/kubo/gc"
 	"github.com/ipfs/kubo/repo/fsrepo"
+
+	"github.com/discoregistry/disco/internal/ipfs"
 )
 
 // GCStats is what a garbage collection removed.
-type GCStats struct {
-	Blocks int    // blocks removed
-	Freed  uint64 // bytes of storage freed, as the repository counts them
-}
+type GCStats = ipfs.GCStats
+
+var _ ipfs.Collector = (*Node)(nil)
 
 // OpenOffline opens the repository at o.Path with no networking at all, for maintenance.
 // It needs the repository to itself: it fails when a node has it open. Opening the

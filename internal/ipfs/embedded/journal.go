@@ -100,7 +100,8 @@ func (j *journal) write() error {
 
 // dropFirst drops the first n bytes of the file, records a checkpoint's root holds, and
 // keeps those after them: written to a new file that replaces the journal, so that a
-// crash leaves one or the other whole.
+// crash leaves one or the other whole. The records kept may have been acknowledged: the
+// new file is on disk before it replaces the old one.
 func (j *journal) dropFirst(n int64) error {
 	if n >= j.len {
 		if err := j.f.Truncate(0); err != nil {
@@ -114,7 +115,7 @@ func (j *journal) dropFirst(n int64) error {
 		return fmt.Errorf("read mfs journal: %w", err)
 	}
 	name := j.f.Name()
-	if err := os.WriteFile(name+".new", tail, 0o600); err != nil {
+	if err := writeSynced(name+".new", tail); err != nil {
 		return fmt.Errorf("cut mfs journal: %w", err)
 	}
 	if err := os.Rename(name+".new", name); err != nil {
@@ -127,6 +128,19 @@ func (j *journal) dropFirst(n int64) error {
 	j.f.Close() // the old file, renamed over
 	j.f, j.len = f, int64(len(tail))
 	return nil
+}
+
+// writeSynced writes b to the file name and syncs it.
+func writeSynced(name string, b []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // reset empties the journal, once what it recorded is in the root.

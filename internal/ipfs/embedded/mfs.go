@@ -172,7 +172,12 @@ func (n *Node) Flush(ctx context.Context) error {
 		}
 		return n.journal.len > journalLimit, nil
 	})
-	if err != nil || !full {
+	if err != nil {
+		return err
+	}
+	// The journal, and the blocks its records name, on disk before the answer: outside
+	// n.mu, so that other requests go on while the disk writes.
+	if err := n.disk.Sync(ctx); err != nil || !full {
 		return err
 	}
 	return n.checkpointNow(ctx)
@@ -245,6 +250,10 @@ func (n *Node) checkpointNow(ctx context.Context) error {
 		err = n.recordRoot(ctx, root)
 	}
 	if err != nil {
+		return fmt.Errorf("flush mfs: %w", err)
+	}
+	// The root on disk before the journal that leads to it is cut.
+	if err := n.disk.Sync(ctx); err != nil {
 		return fmt.Errorf("flush mfs: %w", err)
 	}
 	n.mu.Lock()

@@ -3,10 +3,12 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -32,6 +34,7 @@ import (
 	"github.com/ipfs/kubo/plugin/plugins/pebbleds"
 	"github.com/ipfs/kubo/repo"
 	"github.com/ipfs/kubo/repo/fsrepo"
+	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 )
@@ -53,6 +56,7 @@ type Node struct {
 	mu            sync.Mutex
 	checkpointing sync.Mutex // one checkpoint at a time; taken before mu
 	journal       *journal
+	disk          *syncer   // syncs the repository's file system when a change is acknowledged
 	changes       uint64    // MFS changes made so far
 	checkpointed  uint64    // value of changes at the last checkpoint
 	used          time.Time // when the tree was last used
@@ -72,6 +76,9 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	if err := Init(o.Path); err != nil {
 		return nil, err
 	}
+	if err := writeSwarmKey(o.Path, o.SwarmKey); err != nil {
+		return nil, err
+	}
 	r, err := fsrepo.Open(o.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open ipfs repo %s: %w", o.Path, err)
@@ -81,8 +88,13 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		r.Close()
 		return nil, err
 	}
+	if n.disk, err = newSyncer(o.Path); err != nil {
+		n.ipfs.Close()
+		return nil, err
+	}
 	if err := n.recover(ctx, filepath.Join(o.Path, journalFile)); err != nil {
 		n.ipfs.Close()
+		n.disk.Close()
 		return nil, err
 	}
 	return n, nil
@@ -132,8 +144,11 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		return nil, fmt.Errorf("write ipfs config: %w", err)
 	}
 	routing := libp2p.NilRouterOption
-	if o.Public {
+	switch {
+	case o.Public:
 		routing = libp2p.DHTOption
+	case o.Routing == "dht":
+		routing = libp2p.DHTServerOption
 	}
 	// The lifetime context of a Kubo node stops it when cancelled; Close does that here.
 	nd, err := core.NewNode(context.WithoutCancel(ctx), &core.BuildCfg{
@@ -204,7 +219,7 @@ func (n *Node) Close() error {
 	if err == nil {
 		err = n.journal.Close()
 	}
-	return errors.Join(err, n.ipfs.Close())
+	return errors.Join(err, n.ipfs.Close(), n.disk.Close())
 }
 
 // Init creates the Kubo repository at path with a new ed25519 identity, unless one exists.
@@ -278,3 +293,22 @@ var registerDatastores = sync.OnceValue(func() error {
 	}
 	return nil
 })
+
+// writeSwarmKey puts key where Kubo reads it, as the repository's swarm.key, or removes
+// one a previous configuration left: Disco owns the node's networking.
+func writeSwarmKey(repo string, key []byte) error {
+	name := filepath.Join(repo, "swarm.key")
+	if key == nil {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("swarm key: %w", err)
+		}
+		return nil
+	}
+	if _, err := pnet.DecodeV1PSK(bytes.NewReader(key)); err != nil {
+		return fmt.Errorf("swarm key: %w", err)
+	}
+	if err := os.WriteFile(name, key, 0o600); err != nil {
+		return fmt.Errorf("swarm key: %w", err)
+	}
+	return nil
+}

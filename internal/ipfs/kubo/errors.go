@@ -21,6 +21,10 @@ func (e *Error) Unwrap() error { return e.kind }
 var (
 	errExists  = errors.New("exists")          // something is at the path already
 	errPastEnd = errors.New("offset past end") // files read at an offset past the end
+	// errFlush: files cp put the node, then could not flush it, which happens when
+	// another client's change flushed its directory meanwhile (another Disco over the
+	// same daemon). The change may be lost: it is made again.
+	errFlush = errors.New("flush after cp failed")
 )
 
 // messages maps what the daemon's errors say to their kinds.
@@ -35,6 +39,7 @@ var messages = []struct {
 	text string
 	kind error
 }{
+	{"cp: cannot flush the created file", errFlush},              // before "file does not exist", which it says too
 	{"file does not exist", ipfs.ErrNotFound},                    // os.ErrNotExist, from MFS lookups
 	{": Not a directory", ipfs.ErrNotFound},                      // an MFS lookup through a file
 	{"expected *mfs.Directory, didn't get it", ipfs.ErrNotFound}, // files rm through a file

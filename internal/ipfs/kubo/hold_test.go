@@ -128,3 +128,34 @@ func TestConcurrentHolds(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectGarbage has Disco run the daemon's garbage collection: what MFS links and
+// what it is told to keep stays, the rest goes, and it says how much.
+func TestCollectGarbage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, n := start(t)
+	add := func(s string) cid.Cid {
+		c, err := n.Add(ctx, files.NewBytesFile([]byte(s)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	linked, kept, dropped := add("linked"), add("kept"), add("dropped")
+	if err := n.Link(ctx, "/gc/linked", linked); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := n.CollectGarbage(ctx, []cid.Cid{kept})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Blocks == 0 {
+		t.Error("nothing removed")
+	}
+	for c, want := range map[cid.Cid]bool{linked: true, kept: true, dropped: false} {
+		if got := has(t, d, c); got != want {
+			t.Errorf("block %s after gc: have %v, want %v", c, got, want)
+		}
+	}
+}

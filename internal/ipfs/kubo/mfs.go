@@ -124,8 +124,19 @@ func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 	return n.link(ctx, p, c)
 }
 
-// link places c at p in place of what is there. The caller holds n.mu.
+// link places c at p in place of what is there. The caller holds n.mu. A change that
+// another client's made it fail is made again, a few times.
 func (n *Node) link(ctx context.Context, p string, c cid.Cid) error {
+	for range 3 {
+		err := n.replace(ctx, p, c)
+		if !errors.Is(err, errFlush) {
+			return err
+		}
+	}
+	return n.replace(ctx, p, c)
+}
+
+func (n *Node) replace(ctx context.Context, p string, c cid.Cid) error {
 	err := n.cp(ctx, c, p)
 	if !errors.Is(err, errExists) {
 		return err

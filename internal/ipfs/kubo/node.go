@@ -40,6 +40,8 @@ type Node struct {
 	// unlinks first and refuses directories, and files mv moves into a directory in the
 	// way. So Link removes what is in the way and links, and no lookup sees the gap.
 	mu sync.RWMutex
+
+	health health
 }
 
 var (

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/boxo/files"
 
+	"github.com/discoregistry/disco/internal/ack"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
 	"github.com/discoregistry/disco/internal/kubotest"
@@ -80,5 +81,36 @@ func TestFetchFromPeer(t *testing.T) {
 	defer cancel2()
 	if err := lone.Fetch(short, c); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Fetch without peers = %v, want deadline exceeded", err)
+	}
+}
+
+// TestDaemonDown kills the daemon: calls fail at once with ErrUnavailable, and the
+// request they serve hears of it; once the daemon is back, they work again.
+func TestDaemonDown(t *testing.T) {
+	d, n := start(t)
+	ctx, scope := ack.Track(context.Background())
+	d.Kill()
+	for i := range 3 {
+		start := time.Now()
+		_, err := n.Stat(ctx, "/")
+		if !errors.Is(err, ipfs.ErrUnavailable) {
+			t.Fatalf("Stat %d with the daemon down = %v, want ErrUnavailable", i, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("Stat %d with the daemon down took %s", i, took)
+		}
+	}
+	if scope.Unavailable() == nil {
+		t.Error("the request was not told that the node is unavailable")
+	}
+	d.Start()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, err := n.Stat(context.Background(), "/")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon is back, and Stat still fails: %v", err)
+		}
 	}
 }

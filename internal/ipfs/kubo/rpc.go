@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ipfs/kubo/client/rpc"
+
+	"github.com/discoregistry/disco/internal/ack"
 )
 
 // Limits on what is read of the daemon's answers into memory.
@@ -37,6 +39,10 @@ func (n *Node) send(ctx context.Context, rb rpc.RequestBuilder, cmd string, loca
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("kubo %s: %w", cmd, err)
 	}
+	if err := n.health.check(); err != nil {
+		ack.Unavailable(ctx, err)
+		return nil, fmt.Errorf("kubo %s: %w", cmd, err)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	var timer *time.Timer
 	if local {
@@ -50,6 +56,10 @@ func (n *Node) send(ctx context.Context, rb rpc.RequestBuilder, cmd string, loca
 		err = daemonError(res.Error.Message)
 	}
 	if err != nil {
+		if unreachable(ctx, err) {
+			err = n.health.fail(err)
+			ack.Unavailable(ctx, err)
+		}
 		err = callError(ctx, cmd, err)
 		cancel(nil)
 		return nil, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/boxo/files"
 
+	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/kubotest"
 )
 
@@ -70,13 +71,27 @@ func TestHungDaemon(t *testing.T) {
 	if !errors.Is(err, errNoAnswer) || time.Since(start) > 10*time.Second {
 		t.Errorf("Stat of a hung daemon = %v after %s; want no answer after a second", err, time.Since(start))
 	}
+	// Taken for down, the daemon is not waited for again for a while.
+	start = time.Now()
+	if _, err := n.Add(ctx, files.NewBytesFile([]byte("x"))); !errors.Is(err, ipfs.ErrUnavailable) || time.Since(start) > time.Second {
+		t.Errorf("Add right after = %v after %s, want ErrUnavailable at once", err, time.Since(start))
+	}
+	d.Resume()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := n.Stat(ctx, "/")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Stat once the daemon runs again: %v", err)
+		}
+	}
+	// A call's own deadline still holds when the daemon is up.
+	d.Pause()
+	defer d.Resume()
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if _, err := n.Add(short, files.NewBytesFile([]byte("x"))); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Add to a hung daemon = %v, want its context's deadline", err)
-	}
-	d.Resume()
-	if _, err := n.Stat(ctx, "/"); err != nil {
-		t.Errorf("Stat once the daemon runs again: %v", err)
 	}
 }
