@@ -30,12 +30,12 @@ const (
 const baseConfig = `
 version: 0.1
 log: {level: info, accesslog: {disabled: true}}
-http: {addr: "127.0.0.1:0"}
+http: {addr: "%[1]s:0"}
 storage:
   delete: {enabled: true}
   ipfs:
     node:
-      swarm: [/ip4/127.0.0.1/tcp/%d]
+      swarm: [/ip4/%[1]s/tcp/%[2]d]
 `
 
 // discoOptions changes how a test Disco runs.
@@ -52,6 +52,10 @@ type discoOptions struct {
 	File string
 	// Env are more environment variables, NAME=value.
 	Env []string
+	// IP is the address the registry and the IPFS node listen on, 127.0.0.1 unless set.
+	IP string
+	// NetNS, if set, is the network namespace Disco runs in (ip netns exec).
+	NetNS string
 }
 
 // Disco is a disco process run by a test, with its own HOME and loopback ports.
@@ -103,11 +107,14 @@ func newDisco(t *testing.T, opts discoOptions) *Disco {
 	}
 	env := kubotest.CleanEnv("HOME", "REGISTRY_", "DISCO_", "IPFS_")
 	d.env = append(env, "HOME="+d.Home)
+	if d.opts.IP == "" {
+		d.opts.IP = "127.0.0.1"
+	}
 	if opts.NoConfig {
 		d.Host, d.SwarmPort = "127.0.0.1:1970", 4001
 	} else {
 		ports := kubotest.FreePorts(t, 2)
-		d.Host, d.SwarmPort = "127.0.0.1:"+strconv.Itoa(ports[0]), ports[1]
+		d.Host, d.SwarmPort = d.opts.IP+":"+strconv.Itoa(ports[0]), ports[1]
 		d.Config = filepath.Join(dir, "config.yaml")
 		d.env = append(d.env, "REGISTRY_CONFIGURATION_PATH="+d.Config, "DISCO_PORT="+strconv.Itoa(ports[0]))
 		d.writeConfig()
@@ -141,7 +148,7 @@ func (d *Disco) writeConfig() {
 		return
 	}
 	var conf, extra map[string]any
-	if err := yaml.Unmarshal(fmt.Appendf(nil, baseConfig, d.SwarmPort), &conf); err != nil {
+	if err := yaml.Unmarshal(fmt.Appendf(nil, baseConfig, d.opts.IP, d.SwarmPort), &conf); err != nil {
 		t.Fatal(err)
 	}
 	if err := yaml.Unmarshal([]byte(d.opts.YAML), &extra); err != nil {
@@ -187,6 +194,9 @@ func (d *Disco) Start() {
 	fmt.Fprintf(log, "=== e2e: start disco on %s at %s\n", d.Host, time.Now().Format(time.RFC3339Nano))
 	from, _ := log.Seek(0, io.SeekEnd)
 	cmd := exec.Command(discoBin())
+	if d.opts.NetNS != "" {
+		cmd = exec.Command("ip", "netns", "exec", d.opts.NetNS, discoBin()) // which execs disco: same PID
+	}
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = d.Home, d.env, log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // if the test binary dies
 	err = cmd.Start()
@@ -347,7 +357,7 @@ func (d *Disco) ID() identity {
 func (d *Disco) PeerAddr() string {
 	d.t.Helper()
 	id := d.ID()
-	want := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", d.SwarmPort, id.ID)
+	want := fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", d.opts.IP, d.SwarmPort, id.ID)
 	for _, a := range id.Addresses {
 		if a == want {
 			return a

@@ -27,12 +27,18 @@ import (
 var dockerd struct {
 	once sync.Once
 	err  error
+	d    *dockerDaemon
+}
+
+// A dockerDaemon is a dockerd of a test's own: vfs storage, no iptables, no bridge, its
+// own data root, exec root and socket, under dir.
+type dockerDaemon struct {
 	dir  string
 	proc *os.Process
 	done chan struct{}
 }
 
-// docker is the docker client, talking to the shared dockerd.
+// docker is the docker client, talking to one dockerd.
 type docker struct {
 	bin string
 	env []string
@@ -43,33 +49,60 @@ type docker struct {
 func needDocker(t *testing.T) *docker {
 	t.Helper()
 	daemon := lookTool(t, "dockerd")
-	bin := lookTool(t, "docker")
-	dockerd.once.Do(func() { dockerd.err = startDockerd(daemon) })
+	dockerd.once.Do(func() { dockerd.d, dockerd.err = startDockerd(daemon, filepath.Join(binDir, "dockerd"), "{}\n") })
 	if dockerd.err != nil {
 		t.Fatalf("dockerd did not start: %v", dockerd.err)
 	}
-	env := kubotest.CleanEnv("DOCKER_")
-	env = append(env,
-		"DOCKER_HOST=unix://"+filepath.Join(dockerd.dir, "docker.sock"),
-		"DOCKER_CONFIG="+filepath.Join(dockerd.dir, "client")) // no credential helpers of the user's
-	return &docker{bin: bin, env: env}
+	return dockerd.d.client(t)
 }
 
-// startDockerd runs a dockerd of its own: vfs storage, no iptables, no bridge, its own
-// data root, exec root and socket, under binDir.
-func startDockerd(daemon string) error {
-	dir := filepath.Join(binDir, "dockerd")
+// ownDocker starts a dockerd for t alone, with the daemon.json config, stopped when t
+// ends.
+func ownDocker(t *testing.T, config string) *docker {
+	t.Helper()
+	daemon := lookTool(t, "dockerd")
+	// Not t.TempDir(): a unix socket's path must be short.
+	dir, err := os.MkdirTemp("", "dockerd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDockerd(daemon, dir, config)
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("dockerd did not start: %v", err)
+	}
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("dockerd log, last lines:\n%s", kubotest.Tail(filepath.Join(dir, "dockerd.log")))
+		}
+		os.RemoveAll(dir)
+	})
+	return d.client(t)
+}
+
+func (d *dockerDaemon) client(t *testing.T) *docker {
+	t.Helper()
+	env := kubotest.CleanEnv("DOCKER_")
+	env = append(env,
+		"DOCKER_HOST=unix://"+filepath.Join(d.dir, "docker.sock"),
+		"DOCKER_CONFIG="+filepath.Join(d.dir, "client")) // no credential helpers of the user's
+	return &docker{bin: lookTool(t, "docker"), env: env}
+}
+
+// startDockerd runs a dockerd in dir with the daemon.json config.
+func startDockerd(daemon, dir, config string) (*dockerDaemon, error) {
 	for _, sub := range []string{"data", "exec", "client"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o600); err != nil {
-		return err
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte(config), 0o600); err != nil {
+		return nil, err
 	}
 	log, err := os.Create(filepath.Join(dir, "dockerd.log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer log.Close()
 	sock := filepath.Join(dir, "docker.sock")
@@ -81,12 +114,12 @@ func startDockerd(daemon string) error {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	dockerd.dir, dockerd.proc, dockerd.done = dir, cmd.Process, make(chan struct{})
+	d := &dockerDaemon{dir: dir, proc: cmd.Process, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
-		close(dockerd.done)
+		close(d.done)
 	}()
 
 	client := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
@@ -96,32 +129,37 @@ func startDockerd(daemon string) error {
 	}}
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		select {
-		case <-dockerd.done:
-			return fmt.Errorf("dockerd exited; log %s:\n%s", log.Name(), kubotest.Tail(log.Name()))
+		case <-d.done:
+			return nil, fmt.Errorf("dockerd exited; log %s:\n%s", log.Name(), kubotest.Tail(log.Name()))
 		default:
 		}
 		res, err := client.Get("http://docker/_ping")
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return nil
+				return d, nil
 			}
 		}
 	}
-	return fmt.Errorf("dockerd not answering on %s after a minute; log %s:\n%s", sock, log.Name(), kubotest.Tail(log.Name()))
+	d.stop()
+	return nil, fmt.Errorf("dockerd not answering on %s after a minute; log %s:\n%s", sock, log.Name(), kubotest.Tail(log.Name()))
 }
 
-// stopDockerd stops the shared dockerd, if it was started, by its PID.
-func stopDockerd() {
-	if dockerd.proc == nil {
-		return
-	}
-	dockerd.proc.Signal(syscall.SIGTERM)
+// stop stops the dockerd by its PID.
+func (d *dockerDaemon) stop() {
+	d.proc.Signal(syscall.SIGTERM)
 	select {
-	case <-dockerd.done:
+	case <-d.done:
 	case <-time.After(time.Minute):
-		dockerd.proc.Signal(syscall.SIGKILL)
-		<-dockerd.done
+		d.proc.Signal(syscall.SIGKILL)
+		<-d.done
+	}
+}
+
+// stopDockerd stops the shared dockerd, if it was started.
+func stopDockerd() {
+	if dockerd.d != nil {
+		dockerd.d.stop()
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/global"
+	"github.com/discoregistry/disco/internal/mirror"
 	"github.com/discoregistry/disco/internal/server"
 )
 
@@ -114,6 +115,9 @@ func TestDefaultConfig(t *testing.T) {
 		{"disco.clonemaxsize", int64(c.Disco.CloneMaxSize), int64(global.DefaultCloneMaxSize)},
 		{"disco.maxuploads", c.Disco.MaxUploads, server.DefaultMaxUploads},
 		{"disco.bodytimeout", c.Disco.BodyTimeout, server.DefaultBodyTimeout},
+		{"disco.upstreamtimeout", c.Disco.UpstreamTimeout, mirror.DefaultUpstreamTimeout},
+		{"disco.peertimeout", c.Disco.PeerTimeout, mirror.DefaultPeerTimeout},
+		{"proxy", c.Registry.Proxy.RemoteURL, ""},
 		{"disco", c.Disco.NoClone || c.Disco.HashesOnly, false},
 		{"ui.enabled", c.UI.Enabled, builtin.UI.Enabled},
 		{"http.draintimeout", c.Registry.HTTP.DrainTimeout, 30 * time.Second},

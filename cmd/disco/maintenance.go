@@ -98,8 +98,8 @@ func remove(e *env, args []string) error {
 				return err
 			}
 			removed, err := gc.Remove(ctx, m.Store, d)
-			for _, line := range removed {
-				fmt.Fprintln(e.stdout, "removed", line)
+			for _, r := range removed {
+				fmt.Fprintln(e.stdout, "removed", r)
 			}
 			if err != nil {
 				return err

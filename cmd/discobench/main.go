@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 func main() {
@@ -73,9 +75,10 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 	if err := buildDisco(ctx, disco); err != nil {
 		return err
 	}
-	progress("building the reference, %s cmd/registry", referenceModule)
-	reference := filepath.Join(tmp, "registry")
-	if err := buildReference(ctx, reference); err != nil {
+	ref := kubotest.Registry
+	progress("building the reference, %s@%s %s", ref.Module, ref.Version, ref.Pkg)
+	reference, err := buildReference()
+	if err != nil {
 		return err
 	}
 

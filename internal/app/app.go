@@ -11,15 +11,19 @@ import (
 	"os"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/discoregistry/disco/internal/cache"
 	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/driver"
 	"github.com/discoregistry/disco/internal/global"
+	"github.com/discoregistry/disco/internal/index"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/embedded"
 	"github.com/discoregistry/disco/internal/ipfs/kubo"
+	"github.com/discoregistry/disco/internal/mirror"
 	"github.com/discoregistry/disco/internal/router"
 	"github.com/discoregistry/disco/internal/server"
 )
@@ -36,6 +40,8 @@ type Options struct {
 type Disco struct {
 	*Storage
 	Global *global.Global
+	// Mirror pulls images through from proxy.remoteurl; nil unless configured.
+	Mirror *mirror.Mirror
 	Server *server.Server
 }
 
@@ -72,12 +78,69 @@ func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, c, server.Backend{Nodes: d.Nodes, Store: d.Store, Global: g, Snapshot: d.snapshot(c)}, o.Log)
+	d.Global = g
+	var ix *index.Index
+	if c.UI.Enabled {
+		ix = index.New(index.Options{StateDir: c.IPFS.Uploads, Log: o.Log, Snapshot: d.snapshot(c)})
+	}
+	if c.Registry.Proxy.RemoteURL != "" {
+		if d.Mirror, err = d.newMirror(c, ix, o); err != nil {
+			return err
+		}
+	}
+	srv, err := server.New(ctx, c, server.Backend{Nodes: d.Nodes, Store: d.Store, Global: g, Mirror: d.Mirror, Index: ix}, o.Log)
 	if err != nil {
 		return err
 	}
-	d.Global, d.Server = g, srv
+	d.Server = srv
 	return nil
+}
+
+// newMirror makes the mirror of proxy.remoteurl, which tells ix, if set, what it changes.
+// It asks its peers for what they mirrored over the embedded node's libp2p host; over Kubo
+// daemons, or with disco.noclone, it asks the upstream for everything.
+func (d *Disco) newMirror(c *config.Config, ix *index.Index, o Options) (*mirror.Mirror, error) {
+	var h host.Host
+	if n, ok := d.Node.(ipfs.Host); ok && !c.Disco.NoClone {
+		h = n.Host()
+	}
+	infos, err := embedded.ParsePeers(c.IPFS.Node.Peers)
+	if err != nil {
+		return nil, fmt.Errorf("storage.ipfs.node.peers: %w", err)
+	}
+	var trusted []peer.ID
+	for _, info := range infos {
+		trusted = append(trusted, info.ID)
+	}
+	p := c.Registry.Proxy
+	ttl := mirror.DefaultTTL
+	if p.TTL != nil {
+		ttl = max(*p.TTL, 0) // 0 or less: never expire, as in Distribution
+	}
+	opts := mirror.Options{
+		RemoteURL: p.RemoteURL, Username: p.Username, Password: p.Password,
+		UpstreamTimeout: c.Disco.UpstreamTimeout, PeerTimeout: c.Disco.PeerTimeout,
+		Global: d.Global, Store: d.Store, Host: h, Trusted: trusted,
+		TTL: ttl, StateDir: c.IPFS.Uploads, Log: o.Log, Metrics: o.Metrics,
+	}
+	if ix != nil {
+		opts.Index = ix
+	}
+	m, err := mirror.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	o.Log.Info("mirror of "+p.RemoteURL, "peers", h != nil, "credentials", p.Username != "")
+	return m, nil
+}
+
+// Close stops the mirror, if any, and closes the nodes.
+func (d *Disco) Close() error {
+	var err error
+	if d.Mirror != nil {
+		err = d.Mirror.Close()
+	}
+	return errors.Join(err, d.Storage.Close())
 }
 
 // Storage is the registry's storage: its IPFS nodes and the Store over them, with the

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -103,6 +104,12 @@ type Disco struct {
 	// BodyTimeout is how long a request body may send nothing before the request is cut
 	// off (default 1m).
 	BodyTimeout time.Duration `yaml:"bodytimeout"`
+	// UpstreamTimeout bounds, for a mirror (proxy.remoteurl), how long the upstream may
+	// take to answer a request, or go silent while it sends a blob (default 15s).
+	UpstreamTimeout time.Duration `yaml:"upstreamtimeout"`
+	// PeerTimeout bounds how long a mirror waits for its peers to say whether they hold
+	// content, or for the peer fetching it to report progress (default 3s).
+	PeerTimeout time.Duration `yaml:"peertimeout"`
 }
 
 // Bytes is a size in bytes, written as a number of bytes or with a unit: 512MiB, 16GiB.
@@ -278,7 +285,13 @@ func (c *Config) resolve(getenv func(string) string) error {
 	if err := c.checkCache(); err != nil {
 		return err
 	}
-	for key, d := range map[string]time.Duration{"disco.clonetimeout": c.Disco.CloneTimeout, "disco.bodytimeout": c.Disco.BodyTimeout} {
+	if err := c.checkProxy(); err != nil {
+		return err
+	}
+	for key, d := range map[string]time.Duration{
+		"disco.clonetimeout": c.Disco.CloneTimeout, "disco.bodytimeout": c.Disco.BodyTimeout,
+		"disco.upstreamtimeout": c.Disco.UpstreamTimeout, "disco.peertimeout": c.Disco.PeerTimeout,
+	} {
 		if d < 0 {
 			return fmt.Errorf("%s: must not be negative", key)
 		}
@@ -329,6 +342,37 @@ func (c *Config) checkCache() error {
 			return errors.New("storage.ipfs.cacheonly: with no IPFS node, storage.ipfs.router.nodes cannot be set")
 		}
 		c.Disco.NoClone = true // nothing can come from IPFS
+	}
+	return nil
+}
+
+// checkProxy checks Distribution's proxy section, which makes Disco a mirror of the
+// registry at proxy.remoteurl.
+func (c *Config) checkProxy() error {
+	p := c.Registry.Proxy
+	if p.RemoteURL == "" {
+		for key, set := range map[string]bool{
+			"proxy.username": p.Username != "", "proxy.password": p.Password != "",
+			"proxy.ttl": p.TTL != nil, "proxy.exec": p.Exec != nil,
+		} {
+			if set {
+				return fmt.Errorf("%s: needs proxy.remoteurl, the registry to mirror", key)
+			}
+		}
+		return nil
+	}
+	u, err := url.Parse(p.RemoteURL)
+	if err != nil {
+		return fmt.Errorf("proxy.remoteurl: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.User != nil {
+		return fmt.Errorf("proxy.remoteurl: %q is not the base URL of a registry, such as https://registry-1.docker.io", p.RemoteURL)
+	}
+	if p.Exec != nil {
+		return errors.New("proxy.exec: credential helpers are not supported; set proxy.username and proxy.password")
+	}
+	if (p.Username == "") != (p.Password == "") {
+		return errors.New("proxy.username and proxy.password: set both, or neither")
 	}
 	return nil
 }

@@ -104,6 +104,14 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"ui:\n  enabled: no-thanks\n", "", "ui.enabled"},
 		{"storage:\n  tag:\n    concurrencylimit: lots\n", "", "storage.tag.concurrencylimit"},
 		{"- a\n- b\n", "", "mapping"},
+		{"proxy:\n  remoteurl: ftp://x\n", "", "proxy.remoteurl"},
+		{"proxy:\n  remoteurl: https://x/v2/library\n", "", "proxy.remoteurl"},
+		{"proxy:\n  remoteurl: https://x\n  username: u\n", "", "proxy.password"},
+		{"proxy:\n  username: u\n  password: p\n", "", "proxy.remoteurl"},
+		{"proxy:\n  remoteurl: https://x\n  exec: {command: helper}\n", "", "proxy.exec"},
+		{"proxy:\n  remoteurl: https://x\n  ttl: forever\n", "", "proxy.ttl"},
+		{"disco:\n  upstreamtimeout: -1s\n", "", "disco.upstreamtimeout"},
+		{"disco:\n  peertimeout: later\n", "", "disco.peertimeout"},
 	} {
 		_, err := Parse([]byte(tt.yaml), env(map[string]string{"DISCO_PORT": tt.env}))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -164,6 +172,26 @@ func TestDiscoSection(t *testing.T) {
 	}
 }
 
+func TestProxySection(t *testing.T) {
+	c, err := Parse([]byte("proxy:\n  remoteurl: https://registry-1.docker.io\n  username: u\n  password: p\n  ttl: 24h\n"+
+		"disco:\n  upstreamtimeout: 5s\n  peertimeout: 1s\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Registry.Proxy
+	if p.RemoteURL != "https://registry-1.docker.io" || p.Username != "u" || p.Password != "p" || p.TTL == nil || p.TTL.Hours() != 24 {
+		t.Errorf("proxy = %+v", p)
+	}
+	if c.Disco.UpstreamTimeout.Seconds() != 5 || c.Disco.PeerTimeout.Seconds() != 1 {
+		t.Errorf("disco = %+v", c.Disco)
+	}
+	for _, ok := range []string{"http://127.0.0.1:5000", "https://registry.example.com/"} {
+		if _, err := Parse([]byte("proxy:\n  remoteurl: "+ok+"\n"), env(nil)); err != nil {
+			t.Errorf("proxy.remoteurl %s: %v", ok, err)
+		}
+	}
+}
+
 func TestUISection(t *testing.T) {
 	for _, tt := range []struct {
 		yaml string
@@ -202,11 +230,12 @@ func TestEveryProblemNamed(t *testing.T) {
 }
 
 func TestNotes(t *testing.T) {
-	c, err := Parse([]byte("log:\n  hooks: []\nstorage:\n  redirect:\n    disable: true\nhttp:\n  addr: 127.0.0.1:5000\n"), env(nil))
+	c, err := Parse([]byte("log:\n  hooks: []\nstorage:\n  redirect:\n    disable: true\nhttp:\n  addr: 127.0.0.1:5000\n"+
+		"proxy:\n  remoteurl: https://x\n  cachewritetimeout: 1m\n"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"http.addr (line 7)", "log.hooks (line 2)", "storage.redirect (line 4)"}
+	want := []string{"http.addr (line 7)", "log.hooks (line 2)", "proxy.cachewritetimeout (line 10)", "storage.redirect (line 4)"}
 	if len(c.Notes) != len(want) {
 		t.Fatalf("notes %v, want %d", c.Notes, len(want))
 	}

@@ -35,6 +35,7 @@ func notes(doc *yaml.Node, c *Config) []Note {
 		}
 	}
 	note("log.hooks", "ignored: Disco sends its logs to stderr only, no mail")
+	note("proxy.cachewritetimeout", "ignored: a mirror gives up a blob from the upstream once it sends nothing for disco.upstreamtimeout")
 	if c.IPFS.Redirect == "" {
 		note("storage.redirect", "ignored: Disco redirects to its secondary cache only, with storage.ipfs.redirect")
 	}

@@ -43,37 +43,75 @@ func Resolve(ctx context.Context, store driver.Store, ref string) (digest.Digest
 	return digest.Parse(strings.TrimSpace(string(b)))
 }
 
-// Remove takes the manifest d out of every repository: a repository named by its digest,
-// or by a CID that files it, goes whole; any other loses the manifest, the tags that point
-// at it and the index of its referrers. It returns what it removed, a line each. Sweep
-// then removes the blobs nothing names any more.
-func Remove(ctx context.Context, store driver.Store, d digest.Digest) ([]string, error) {
+// NotHeldError is what Remove returns when no repository holds any of the manifests.
+type NotHeldError struct{ Digests []digest.Digest }
+
+func (e *NotHeldError) Error() string {
+	var ds []string
+	for _, d := range e.Digests {
+		ds = append(ds, d.String())
+	}
+	return "no repository holds " + strings.Join(ds, ", ")
+}
+
+// Removal is one thing Remove took out of a repository: the whole repository, one of
+// its tags, or the manifest with the index of its referrers.
+type Removal struct {
+	Repository string
+	Digest     digest.Digest // the manifest removed
+	Whole      bool          // the repository went whole
+	Tag        string        // the tag removed, if it is one
+}
+
+func (r Removal) String() string {
+	switch {
+	case r.Whole:
+		return "repository " + r.Repository
+	case r.Tag != "":
+		return fmt.Sprintf("tag %s:%s", r.Repository, r.Tag)
+	}
+	return fmt.Sprintf("manifest %s@%s", r.Repository, r.Digest)
+}
+
+// Remove takes the manifests ds out of every repository, in one walk of the registry: a
+// repository named by a digest, or by a CID, that files one of them goes whole; any other
+// loses the manifest, the tags that point at it and the index of its referrers. It
+// returns what it removed. Sweep then removes the blobs nothing names any more.
+//
+// Remove writes through store, not through Distribution's app: a running Disco's web page
+// learns of the removals only if told (index.Refresh).
+func Remove(ctx context.Context, store driver.Store, ds ...digest.Digest) ([]Removal, error) {
 	reg, err := storage.NewRegistry(ctx, store)
 	if err != nil {
 		return nil, err
 	}
-	var removed []string
+	var removed []Removal
 	var doomed []string // removed once the walk is done
 	err = reg.(distribution.RepositoryEnumerator).Enumerate(ctx, func(name string) error {
 		repo := layout.Repository(name)
-		if ok, err := driver.Exists(ctx, store, path.Join(repo, layout.RevisionLink(d))); err != nil || !ok {
-			return err
+		for _, d := range ds {
+			if ok, err := driver.Exists(ctx, store, path.Join(repo, layout.RevisionLink(d))); err != nil || !ok {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if global.IsGlobalName(name) {
+				doomed = append(doomed, repo)
+				removed = append(removed, Removal{Repository: name, Digest: d, Whole: true})
+				return nil
+			}
+			tags, err := tagsOf(ctx, store, name, d)
+			if err != nil {
+				return err
+			}
+			for _, tag := range tags {
+				doomed = append(doomed, path.Join(repo, "_manifests", "tags", tag))
+				removed = append(removed, Removal{Repository: name, Digest: d, Tag: tag})
+			}
+			doomed = append(doomed, path.Dir(path.Join(repo, layout.RevisionLink(d))), path.Join(repo, layout.Referrers(d)))
+			removed = append(removed, Removal{Repository: name, Digest: d})
 		}
-		if global.IsGlobalName(name) {
-			doomed = append(doomed, repo)
-			removed = append(removed, "repository "+name)
-			return nil
-		}
-		tags, err := tagsOf(ctx, store, name, d)
-		if err != nil {
-			return err
-		}
-		for _, tag := range tags {
-			doomed = append(doomed, path.Join(repo, "_manifests", "tags", tag))
-			removed = append(removed, fmt.Sprintf("tag %s:%s", name, tag))
-		}
-		doomed = append(doomed, path.Dir(path.Join(repo, layout.RevisionLink(d))), path.Join(repo, layout.Referrers(d)))
-		removed = append(removed, fmt.Sprintf("manifest %s@%s", name, d))
 		return nil
 	})
 	if err != nil {
@@ -85,7 +123,7 @@ func Remove(ctx context.Context, store driver.Store, d digest.Digest) ([]string,
 		}
 	}
 	if len(removed) == 0 {
-		return nil, fmt.Errorf("no repository holds %s", d)
+		return nil, &NotHeldError{Digests: ds}
 	}
 	return removed, nil
 }

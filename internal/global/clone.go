@@ -255,6 +255,16 @@ func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("%s: %d bytes, more than %s (%d)", e.Digest, e.Size, e.Key, e.Limit)
 }
 
+// Fetch makes sure the blob d is in the local registry, fetching it from the network as c
+// and checking it against d if need be, within the clone limits. A mirror fetches what its
+// peers hold with it.
+func (g *Global) Fetch(ctx context.Context, d digest.Digest, c cid.Cid) error {
+	if g.node == nil {
+		return errors.New("no IPFS node to fetch with")
+	}
+	return g.ensureBlob(ctx, d, c)
+}
+
 // ensureBlob makes sure the blob d is in the local registry, fetching it as c and checking
 // it against d if need be. Concurrent calls for one digest and CID share one fetch, which
 // stops when none of them waits.

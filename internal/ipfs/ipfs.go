@@ -14,6 +14,7 @@ import (
 
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
 )
 
 // Node is an IPFS node as Disco uses it.
@@ -57,6 +58,14 @@ type Node interface {
 
 	// Identity returns the node's peer ID and the addresses other nodes can dial.
 	Identity(ctx context.Context) (Identity, error)
+}
+
+// Host is the role of a Node that gives access to its libp2p host, for protocols of
+// Disco's own between Discos (a mirror asks its peers for content by digest). The
+// embedded node has one; a Kubo daemon's is out of reach over its RPC API.
+type Host interface {
+	// Host returns the node's libp2p host, or nil if the node is offline.
+	Host() host.Host
 }
 
 // Entry describes a file or directory.

@@ -35,15 +35,29 @@ type GoTool struct {
 // Kubo is Kubo's ipfs command, in the version Disco embeds.
 var Kubo = &GoTool{Name: "ipfs", Module: "github.com/ipfs/kubo", Version: "v0.42.0", Pkg: "./cmd/ipfs"}
 
+// Registry is the registry command of the Distribution release Disco is built on: the
+// reference discobench measures Disco against, and the upstream the mirror's tests use.
+var Registry = &GoTool{
+	Name: "registry", Module: "github.com/distribution/distribution/v3", Version: "v3.1.2",
+	Pkg: "./cmd/registry", VersionArgs: []string{"--version"},
+}
+
 // Path returns the tool's binary, building it if it is not cached yet. It fails t, never
 // skips it, when the tool cannot be built.
 func (g *GoTool) Path(t testing.TB) string {
 	t.Helper()
-	g.once.Do(func() { g.bin, g.err = g.build() })
-	if g.err != nil {
-		t.Fatalf("%s %s@%s, which this test needs, could not be built: %v", g.Name, g.Module, g.Version, g.err)
+	bin, err := g.Build()
+	if err != nil {
+		t.Fatalf("%s %s@%s, which this test needs, could not be built: %v", g.Name, g.Module, g.Version, err)
 	}
-	return g.bin
+	return bin
+}
+
+// Build returns the tool's binary, building it if it is not cached yet: Path, for a
+// command such as discobench.
+func (g *GoTool) Build() (string, error) {
+	g.once.Do(func() { g.bin, g.err = g.build() })
+	return g.bin, g.err
 }
 
 func (g *GoTool) build() (string, error) {

@@ -23,7 +23,6 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/listener"
-	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	metrics "github.com/docker/go-metrics"
 	gorhandlers "github.com/gorilla/handlers"
 
@@ -34,6 +33,7 @@ import (
 	"github.com/discoregistry/disco/internal/index"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/layout"
+	"github.com/discoregistry/disco/internal/mirror"
 	"github.com/discoregistry/disco/internal/ui"
 )
 
@@ -58,9 +58,11 @@ type Backend struct {
 	Store driver.Store
 	// Global files pushed images under their digest and CID, and clones CIDs.
 	Global *global.Global
-	// Snapshot, if set, returns a read-only copy of the registry as it is, for the
-	// index to build from without filling the nodes' caches.
-	Snapshot func(context.Context) (storagedriver.StorageDriver, error)
+	// Mirror, if set, serves the repositories of the registry proxy.remoteurl names, in
+	// place of Distribution's pull-through cache.
+	Mirror *mirror.Mirror
+	// Index, if set, is the index of the registry the web page shows; nil serves no page.
+	Index *index.Index
 }
 
 // New builds the registry on b. It does not listen yet.
@@ -76,11 +78,20 @@ func New(ctx context.Context, cfg *config.Config, b Backend, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	reg.Middleware["registry"] = append(slices.Clone(reg.Middleware["registry"]), g.Middleware(plain))
-	var ix *index.Index
-	if cfg.UI.Enabled {
+	reg.Middleware["registry"] = slices.Clone(reg.Middleware["registry"])
+	if reg.Proxy.RemoteURL != "" {
+		if b.Mirror == nil {
+			return nil, errors.New("proxy.remoteurl: no mirror to serve it")
+		}
+		// Distribution's own pull-through cache would publish nothing and could not ask
+		// peers: the mirror, below global, serves instead.
+		reg.Proxy = configuration.Proxy{}
+		reg.Middleware["registry"] = append(reg.Middleware["registry"], b.Mirror.Middleware())
+	}
+	reg.Middleware["registry"] = append(reg.Middleware["registry"], g.Middleware(plain))
+	ix := b.Index
+	if ix != nil {
 		// Last, to see what global does too.
-		ix = index.New(index.Options{StateDir: cfg.IPFS.Uploads, Log: log, Snapshot: b.Snapshot})
 		reg.Middleware["registry"] = append(reg.Middleware["registry"], ix.Middleware())
 	}
 	if reg.HTTP.Secret == "" {

@@ -34,6 +34,7 @@ import (
 	"github.com/ipfs/kubo/plugin/plugins/pebbleds"
 	"github.com/ipfs/kubo/repo"
 	"github.com/ipfs/kubo/repo/fsrepo"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"github.com/discoregistry/disco/internal/ipfs"
@@ -69,7 +70,10 @@ type Node struct {
 	added *lru.Cache[cid.Cid, ipld.Node]
 }
 
-var _ ipfs.Node = (*Node)(nil)
+var (
+	_ ipfs.Node = (*Node)(nil)
+	_ ipfs.Host = (*Node)(nil)
+)
 
 // Open starts the node, creating its repository on first use.
 func Open(ctx context.Context, o Options) (*Node, error) {
@@ -276,6 +280,10 @@ func (n *Node) Identity(ctx context.Context) (ipfs.Identity, error) {
 	}
 	return id, nil
 }
+
+// Host returns the node's libp2p host, over which Disco speaks protocols of its own with
+// its peers; nil for a node opened offline.
+func (n *Node) Host() host.Host { return n.ipfs.PeerHost }
 
 // registerDatastores makes Kubo's on-disk datastores known to fsrepo. Kubo's plugin loader
 // would do it too, but would also start plugins Disco does not want, telemetry among them.
