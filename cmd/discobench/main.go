@@ -3,6 +3,9 @@
 // run, and prints each figure with the ratio disco/reference.
 //
 //	go run ./cmd/discobench [-size MiB] [-n images] [-runs n] [-keep]
+//	go run ./cmd/discobench -growth images [-batch images] [-tags n] [-runs n] [-keep]
+//
+// With -growth, it measures instead how costs grow with the registry: see growth.
 //
 // It builds ./cmd/disco and Distribution's cmd/registry, starts both on free loopback
 // ports (the reference on the filesystem driver), each in a temporary directory, and
@@ -10,6 +13,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -30,20 +34,30 @@ func main() {
 	n := flag.Int("n", 50, "number of small images (one 4 KiB layer each)")
 	runs := flag.Int("runs", 3, "runs of each workload on each registry; the median is reported")
 	keep := flag.Bool("keep", false, "keep the temporary directory (binaries, configs, data, logs)")
+	var g growthOptions
+	flag.IntVar(&g.n, "growth", 0, "measure how costs grow instead: push this many images, each to its own repository")
+	flag.IntVar(&g.batch, "batch", 0, "with -growth, images pushed to one registry before the other takes its turn (default: a tenth)")
+	flag.IntVar(&g.tags, "tags", 0, "with -growth, the tags of the repository whose tag list is read (default: as many as images)")
 	flag.Parse()
-	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 {
+	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 || g.n < 0 || g.batch < 0 || g.tags < 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
+	if g.n > 0 {
+		g.runs = *runs
+		g.batch = cmp.Or(g.batch, max(1, g.n/10))
+		g.tags = cmp.Or(g.tags, g.n)
+		*size = 1 // no big layer
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *size<<20, *n, *runs, *keep); err != nil {
+	if err := run(ctx, *size<<20, *n, *runs, *keep, g); err != nil {
 		fmt.Fprintln(os.Stderr, "discobench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
+func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOptions) (err error) {
 	tmp, err := os.MkdirTemp("", "discobench-")
 	if err != nil {
 		return err
@@ -106,6 +120,9 @@ func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
 		return err
 	}
 
+	if g.n > 0 {
+		return growth(ctx, newWorkloads(size, n), d, r, g)
+	}
 	ws := newWorkloads(size, n).list()
 	values, err := measure(ctx, ws, d, r, runs)
 	if err != nil {

@@ -26,6 +26,9 @@ type registry struct {
 	ipfs  string // disco: its IPFS node's address, /ip4/127.0.0.1/tcp/<port>/p2p/<id>
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when the process has exited
+
+	bin, config string // what start was given, to start it again
+	env         []string
 }
 
 // startDisco starts disco with its own HOME in dir and an embedded node on loopback,
@@ -111,11 +114,12 @@ http:
 // it (both registries read that) and waits until GET /v2/ answers 200. On failure the
 // process is gone.
 func (r *registry) start(ctx context.Context, bin, config string, env []string) error {
+	r.bin, r.config, r.env = bin, config, env
 	cfg := filepath.Join(r.dir, "config.yml")
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		return err
 	}
-	log, err := os.Create(filepath.Join(r.dir, "log"))
+	log, err := os.OpenFile(filepath.Join(r.dir, "log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -158,21 +162,41 @@ func (r *registry) start(ctx context.Context, bin, config string, env []string) 
 
 // stop sends SIGTERM and, after 30s, SIGKILL.
 func (r *registry) stop() error {
+	_, err := r.stopTimed()
+	return err
+}
+
+// stopTimed stops the registry as stop does and returns how long it took to exit.
+func (r *registry) stopTimed() (time.Duration, error) {
 	if r.cmd == nil || r.cmd.Process == nil {
-		return nil
+		return 0, nil
 	}
+	start := time.Now()
 	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
+		return 0, err
 	}
 	select {
 	case <-r.done:
-		return nil
+		return time.Since(start), nil
 	case <-time.After(30 * time.Second):
 		r.cmd.Process.Kill()
 		<-r.done
-		return fmt.Errorf("%s (pid %d) ignored SIGTERM for 30s, killed", r.name, r.cmd.Process.Pid)
+		return time.Since(start), fmt.Errorf("%s (pid %d) ignored SIGTERM for 30s, killed", r.name, r.cmd.Process.Pid)
 	}
 }
+
+// restart starts the registry again, on its data, once it has stopped, and returns how
+// long it took to answer.
+func (r *registry) restart(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	if err := r.start(ctx, r.bin, r.config, r.env); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// rss returns the process's resident set size in MiB.
+func (r *registry) rss() (float64, error) { return r.status("VmRSS:") }
 
 // alive reports an error if the process has exited.
 func (r *registry) alive() error {
@@ -190,18 +214,21 @@ func (r *registry) resetPeakRSS() error {
 }
 
 // peakRSS returns the process's peak resident set size in MiB.
-func (r *registry) peakRSS() (float64, error) {
+func (r *registry) peakRSS() (float64, error) { return r.status("VmHWM:") }
+
+// status returns a figure of /proc/<pid>/status given in kB, in MiB.
+func (r *registry) status(key string) (float64, error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", r.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, key); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc/<pid>/status")
+	return 0, fmt.Errorf("no %s in /proc/<pid>/status", key)
 }
 
 func (r *registry) logTail() string {

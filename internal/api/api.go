@@ -51,8 +51,13 @@ func (a *API) Handler(next http.Handler) http.Handler {
 				return
 			}
 		case v2.RouteNameBlob:
-			if d, err := digest.Parse(m.Vars["digest"]); err == nil && d.Algorithm() != digest.Canonical {
+			d, err := digest.Parse(m.Vars["digest"])
+			if err == nil && d.Algorithm() != digest.Canonical {
 				next.ServeHTTP(answerIn(w, d), r)
+				return
+			}
+			if err == nil && r.Method == http.MethodGet {
+				a.serveBlob(w, r, next, name, d)
 				return
 			}
 		case v2.RouteNameBlobUpload, v2.RouteNameBlobUploadChunk:

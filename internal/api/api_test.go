@@ -204,3 +204,35 @@ func TestErrorBodies(t *testing.T) {
 		t.Errorf("a manifest without schemaVersion: %s %s", resp.Status, body)
 	}
 }
+
+// TestBlobGet gets blobs whole, by range, conditionally and unknown: the answers are
+// Distribution's, the body of a whole blob is served by Disco with Distribution's headers.
+func TestBlobGet(t *testing.T) {
+	d := disctest.Start(t, "")
+	blob := bytes.Repeat([]byte("a blob served whole "), 1000)
+	d.PutBlob(t, "app/b", blob)
+	dg := disctest.SHA256(blob)
+	url := d.URL("/v2/app/b/blobs/" + dg)
+
+	resp, body := do(t, http.MethodGet, url, nil)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob) {
+		t.Fatalf("GET: %s, %d bytes; want 200 and the blob", resp.Status, len(body))
+	}
+	head, _ := do(t, http.MethodHead, url, nil)
+	for _, h := range []string{"Content-Length", "Content-Type", "Docker-Content-Digest", "Etag", "Cache-Control", "Accept-Ranges", "Docker-Distribution-Api-Version"} {
+		if got, want := resp.Header.Get(h), head.Header.Get(h); got != want || want == "" {
+			t.Errorf("GET: %s %q, HEAD: %q", h, got, want)
+		}
+	}
+	if resp, body := do(t, http.MethodGet, url, nil, "Range", "bytes=2-5"); resp.StatusCode != http.StatusPartialContent || string(body) != "blob" {
+		t.Errorf("GET a range: %s %q, want 206 \"blob\"", resp.Status, body)
+	}
+	if resp, _ := do(t, http.MethodGet, url, nil, "If-None-Match", resp.Header.Get("Etag")); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("GET if none match: %s, want 304", resp.Status)
+	}
+	for _, u := range []string{d.URL("/v2/app/b/blobs/" + disctest.SHA256([]byte("no such blob"))), d.URL("/v2/app/other/blobs/" + dg)} {
+		if code, ec := disctest.OCIError(t, http.MethodGet, u); code != 404 || ec != "BLOB_UNKNOWN" && ec != "NAME_UNKNOWN" {
+			t.Errorf("GET %s: %d %s, want 404 BLOB_UNKNOWN", u, code, ec)
+		}
+	}
+}

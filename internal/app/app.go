@@ -64,15 +64,16 @@ func Open(ctx context.Context, c *config.Config, o Options) (*Disco, error) {
 
 func (d *Disco) build(ctx context.Context, c *config.Config, o Options) error {
 	g, err := global.New(global.Options{
-		Node:         d.Node,
-		Store:        d.Store,
-		HashesOnly:   c.Disco.HashesOnly,
-		NoClone:      c.Disco.NoClone,
-		CloneTimeout: c.Disco.CloneTimeout,
-		CloneMaxBlob: int64(c.Disco.CloneMaxBlob),
-		CloneMaxSize: int64(c.Disco.CloneMaxSize),
-		Log:          o.Log,
-		Metrics:      o.Metrics,
+		Node:              d.Node,
+		Store:             d.Store,
+		HashesOnly:        c.Disco.HashesOnly,
+		CatalogPushedOnly: c.Disco.Catalog.PushedOnly,
+		NoClone:           c.Disco.NoClone,
+		CloneTimeout:      c.Disco.CloneTimeout,
+		CloneMaxBlob:      int64(c.Disco.CloneMaxBlob),
+		CloneMaxSize:      int64(c.Disco.CloneMaxSize),
+		Log:               o.Log,
+		Metrics:           o.Metrics,
 	})
 	if err != nil {
 		return err

@@ -86,6 +86,14 @@ type Disco struct {
 	// HashesOnly removes a pushed name once the image is filed under its digest and CID,
 	// as the original Disco did.
 	HashesOnly bool `yaml:"hashesonly"`
+	// Catalog says what /v2/_catalog lists.
+	Catalog struct {
+		// PushedOnly leaves out the digest and CID names Disco gives an image pushed
+		// here: the catalog lists the names pushed, and the CID names of images cloned
+		// from the network. By default it lists every repository, three for each image
+		// pushed with a tag, as the original Disco did.
+		PushedOnly bool `yaml:"pushedonly"`
+	} `yaml:"catalog"`
 	// CloneMaxBlob and CloneMaxSize bound a blob of an image pulled by CID from the
 	// network, and the whole image (default 16 GiB and 64 GiB).
 	CloneMaxBlob Bytes `yaml:"clonemaxblob"`
@@ -290,6 +298,10 @@ func (c *Config) resolve(getenv func(string) string) error {
 	}
 	if c.Disco.MaxUploads < 0 {
 		return errors.New("disco.maxuploads: must not be negative")
+	}
+	if c.Disco.Catalog.PushedOnly && c.Disco.HashesOnly {
+		// No pushed name stays: the catalog would list only cloned images.
+		return errors.New("disco.catalog.pushedonly: cannot be used with disco.hashesonly")
 	}
 	// OCI manifests may list non-distributable layers, which clients fetch from their URLs;
 	// Distribution refuses every URL unless told which to allow.

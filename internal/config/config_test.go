@@ -194,6 +194,12 @@ func TestDiscoSection(t *testing.T) {
 	if _, err := Parse([]byte("disco:\n  clonetimeout: soon\n"), env(nil)); err == nil || !strings.Contains(err.Error(), "disco.clonetimeout") {
 		t.Errorf("a bad duration gave %v", err)
 	}
+	if c, err := Parse([]byte("disco:\n  catalog: {pushedonly: true}\n"), env(nil)); err != nil || !c.Disco.Catalog.PushedOnly {
+		t.Errorf("disco.catalog.pushedonly: %+v, %v", c.Disco, err)
+	}
+	if _, err := Parse([]byte("disco:\n  catalog: {pushedonly: true}\n  hashesonly: true\n"), env(nil)); err == nil || !strings.Contains(err.Error(), "disco.catalog.pushedonly") {
+		t.Errorf("pushedonly with hashesonly gave %v", err)
+	}
 }
 
 func TestProxySection(t *testing.T) {

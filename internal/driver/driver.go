@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,19 +82,27 @@ func New(node ipfs.Node, root, uploads string) (*Driver, error) {
 	if err := os.MkdirAll(uploads, 0o700); err != nil {
 		return nil, fmt.Errorf("%s driver: %w", Name, err)
 	}
-	mtimes, err := lru.New[string, time.Time](1 << 16)
+	mtimes, err := lru.New[string, time.Time](maxMtimes)
 	if err != nil {
 		return nil, err
 	}
-	d := &driver{node: node, root: path.Clean(root), spool: spool{dir: uploads}, mtimes: mtimes,
-		imports: &importers{node: node, m: map[string]*importer{}}}
+	sp := &spool{dir: filepath.Clean(uploads)}
+	if err := sp.pruneAll(); err != nil {
+		return nil, fmt.Errorf("%s driver: %w", Name, err)
+	}
+	d := &driver{node: node, root: path.Clean(root), spool: sp, mtimes: mtimes,
+		imports: &importers{node: node, spool: sp, m: map[string]*importer{}}}
 	return &Driver{baseEmbed{base.Base{StorageDriver: d}}}, nil
 }
+
+// maxMtimes bounds the modification times a driver remembers. Each takes about 300
+// bytes, its path included, in five objects the garbage collector scans.
+const maxMtimes = 1 << 12
 
 type driver struct {
 	node  ipfs.Node
 	root  string
-	spool spool
+	spool *spool
 	// mtimes remembers when this process last wrote a path. MFS files carry no
 	// timestamps, on purpose: a timestamp would change the CID of the same bytes.
 	// Distribution does not read modification times; the map serves Stat.
@@ -159,24 +169,30 @@ func (d *driver) Stat(ctx context.Context, p string) (storagedriver.FileInfo, er
 }
 
 func (d *driver) List(ctx context.Context, p string) ([]string, error) {
-	es, err := d.node.List(ctx, d.mfs(p))
+	names, err := d.names(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(names))
+	for i, name := range names {
+		out[i] = path.Join(p, name)
+	}
+	return out, nil
+}
+
+// names returns the names in the directory p, sorted.
+func (d *driver) names(ctx context.Context, p string) ([]string, error) {
+	names, err := ipfs.Names(ctx, d.node, d.mfs(p))
 	if errors.Is(err, ipfs.ErrNotFound) && p == "/" {
 		return []string{}, nil // the root always exists, even before anything is written
 	}
 	if err != nil {
 		return nil, pathError(p, err)
 	}
-	out := make([]string, 0, len(es))
-	for _, e := range es {
-		// A name that is not a path element ("", ".", "..", "a/b") cannot be one Disco
-		// wrote; only content from the network could hold it. Listed, it would send
-		// Distribution's walks round in circles or out of the directory.
-		if !validElem(e.Name) {
-			continue
-		}
-		out = append(out, path.Join(p, e.Name))
-	}
-	return out, nil
+	// A name that is not a path element ("", ".", "..", "a/b") cannot be one Disco wrote;
+	// only content from the network could hold it. Listed, it would send Distribution's
+	// walks round in circles or out of the directory.
+	return slices.DeleteFunc(names, func(name string) bool { return !validElem(name) }), nil
 }
 
 func validElem(name string) bool {
@@ -209,7 +225,3 @@ func (d *driver) Delete(ctx context.Context, p string) error {
 
 // RedirectURL returns "": blobs are served by the registry itself.
 func (d *driver) RedirectURL(*http.Request, string) (string, error) { return "", nil }
-
-func (d *driver) Walk(ctx context.Context, p string, f storagedriver.WalkFn, options ...func(*storagedriver.WalkOptions)) error {
-	return storagedriver.WalkFallback(ctx, d, p, f, options...)
-}

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +67,8 @@ var nodeTests = []struct {
 	{"CloseFailureNotAcknowledged", testCloseFailureNotAcknowledged},
 	{"IdleImportersBounded", testIdleImportersBounded},
 	{"Snapshot", testSnapshot},
+	{"WalkAsFallback", testWalkAsFallback},
+	{"UploadsLeaveNoDirectories", testUploadsLeaveNoDirectories},
 	{"TwoDriversShareUploads", testTwoDriversShareUploads},
 	{"PurgeUploads", testPurgeUploads},
 }
@@ -208,6 +214,61 @@ func testDeleteRemovesSpool(t *testing.T, node ipfs.Node) {
 	}
 }
 
+// testUploadsLeaveNoDirectories commits, cancels and deletes uploads in repositories as
+// Distribution lays them out: no directory of a repository is left in the uploads
+// directory, and those an older Disco left are removed when the driver starts.
+func testUploadsLeaveNoDirectories(t *testing.T, node ipfs.Node) {
+	ctx := context.Background()
+	uploads := t.TempDir()
+	root := fmt.Sprintf("/uploads-%d", time.Now().UnixNano())
+	if err := os.MkdirAll(filepath.Join(uploads, "old/repositories/a/_uploads"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(uploads, "http-secret"), []byte("s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(node, root, uploads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, end := range []string{"commit", "cancel", "delete"} {
+		dir := fmt.Sprintf("/docker/registry/v2/repositories/org/r%d/_uploads/u%d", i, i)
+		w, err := d.Writer(ctx, dir+"/data", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, end)
+		switch end {
+		case "commit":
+			err = w.Commit(ctx)
+		case "cancel":
+			err = w.Cancel(ctx)
+		case "delete":
+			err = errors.Join(w.Close(), d.Delete(ctx, dir))
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", end, err)
+		}
+		if end == "commit" { // as Distribution does once it has moved the blob
+			if err := d.Delete(ctx, dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var left []string
+	filepath.WalkDir(uploads, func(p string, e fs.DirEntry, err error) error {
+		if p != uploads {
+			left = append(left, strings.TrimPrefix(p, uploads))
+		}
+		return err
+	})
+	// The directories above every repository's stay, and what was there before.
+	want := []string{"/docker", "/docker/registry", "/docker/registry/v2", "/docker/registry/v2/repositories", "/http-secret"}
+	if !slices.Equal(left, want) {
+		t.Errorf("left in the uploads directory: %q, want %q", left, want)
+	}
+}
+
 // countingNode counts its Add calls and the bytes they read.
 type countingNode struct {
 	ipfs.Node
@@ -331,7 +392,7 @@ func testSpoolCutShort(t *testing.T, node ipfs.Node) {
 	if parts, err := SpooledParts(filepath.Dir(dir)); err != nil || len(parts) != 2 {
 		t.Errorf("SpooledParts: %v, %v; want the 2 parts written", parts, err)
 	}
-	s, fresh, err := openSpooled(dir)
+	s, fresh, err := openSpooled(dir, func(d string) error { return os.MkdirAll(d, 0o700) })
 	if err != nil || fresh {
 		t.Fatalf("openSpooled: fresh %v, %v", fresh, err)
 	}

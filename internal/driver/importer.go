@@ -112,9 +112,10 @@ func (s *spooled) importFrom(ctx context.Context, node ipfs.Node, r io.Reader) (
 
 // importers holds the importers of uploads in progress, by path.
 type importers struct {
-	node ipfs.Node
-	mu   sync.Mutex
-	m    map[string]*importer
+	node  ipfs.Node
+	spool *spool
+	mu    sync.Mutex
+	m     map[string]*importer
 }
 
 // attach returns the importer for a new writer of p, whose spool is dir and whose content
@@ -142,7 +143,7 @@ func (is *importers) attach(p, dir, hold string) (im *importer, fresh bool, err 
 		im.attached = true
 		return im, false, nil
 	}
-	s, fresh, err := openSpooled(dir)
+	s, fresh, err := openSpooled(dir, is.spool.mkdir)
 	if err != nil {
 		return nil, false, err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -20,20 +21,34 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/layout"
 )
 
 // spool keeps the state of uploads in progress in local directories, one per driver path,
-// under dir.
-type spool struct{ dir string }
+// under dir. Directories left empty by a finished or removed upload are removed too: the
+// directories of every repository ever pushed would stay otherwise.
+type spool struct {
+	dir string
+	// mu is held shared while directories are made, exclusively while empty ones are
+	// removed, so that no upload makes its directory in one being removed.
+	mu sync.RWMutex
+}
 
 // file returns the local directory for driver path p. Cleaning p as an absolute path keeps
 // it inside dir whatever p holds.
-func (s spool) file(p string) string {
+func (s *spool) file(p string) string {
 	return filepath.Join(s.dir, filepath.FromSlash(path.Clean("/"+p)))
 }
 
+// mkdir makes the spool directory dir and those above it.
+func (s *spool) mkdir(dir string) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return os.MkdirAll(dir, 0o700)
+}
+
 // remove removes what is spooled at or below p, and reports whether there was any.
-func (s spool) remove(p string) (bool, error) {
+func (s *spool) remove(p string) (bool, error) {
 	f := s.file(p)
 	if _, err := os.Lstat(f); errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -41,7 +56,41 @@ func (s spool) remove(p string) (bool, error) {
 	if err := os.RemoveAll(f); err != nil {
 		return false, fmt.Errorf("remove upload %s: %w", p, err)
 	}
+	s.prune(filepath.Dir(f))
 	return true, nil
+}
+
+// prune removes dir and the directories above it while they are empty, up to the
+// repositories directory, which every upload is below: making and removing it for each
+// upload would only cost.
+func (s *spool) prune(dir string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stop := s.file(layout.Repositories())
+	for ; dir != stop && strings.HasPrefix(dir, s.dir+string(filepath.Separator)); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil { // not empty, or gone
+			return
+		}
+	}
+}
+
+// pruneAll removes every empty directory below s.dir: those a Disco that did not prune
+// left behind.
+func (s *spool) pruneAll() error {
+	var dirs []string
+	err := filepath.WalkDir(s.dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.IsDir() && p != s.dir {
+			dirs = append(dirs, p)
+		}
+		return err
+	})
+	for _, d := range slices.Backward(dirs) { // below before above
+		os.Remove(d) // fails unless empty
+	}
+	if err != nil {
+		return fmt.Errorf("uploads %s: %w", s.dir, err)
+	}
+	return nil
 }
 
 // spooled is an upload in progress as an importer holds it, and as its spool directory
@@ -73,13 +122,13 @@ const (
 	chunkFile = "chunk"
 )
 
-// openSpooled reads the upload spooled in dir, creating dir if need be; fresh reports
-// that there was nothing.
-func openSpooled(dir string) (s *spooled, fresh bool, err error) {
+// openSpooled reads the upload spooled in dir, creating dir with mkdir if need be; fresh
+// reports that there was nothing.
+func openSpooled(dir string, mkdir func(string) error) (s *spooled, fresh bool, err error) {
 	s = &spooled{dir: dir, adds: new(errgroup.Group), free: make(chan []byte, addsInFlight+1)}
 	b, err := os.ReadFile(filepath.Join(dir, chunkFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := mkdir(dir); err != nil {
 			return nil, false, fmt.Errorf("spool: %w", err)
 		}
 		// Parts written by a save that a crash cut short, before it wrote chunk.

@@ -38,6 +38,9 @@ type Options struct {
 	// HashesOnly removes a pushed name once its digest and CID repositories exist, as the
 	// original Disco did.
 	HashesOnly bool
+	// CatalogPushedOnly leaves the digest and CID names of images pushed here out of the
+	// catalog (see namespace.Repositories).
+	CatalogPushedOnly bool
 	// NoClone serves only what the local node holds: no pulls by CID from the network.
 	NoClone bool
 	// CloneTimeout bounds the wait for the network to answer for a CID.

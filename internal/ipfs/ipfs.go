@@ -165,3 +165,27 @@ func ReadFile(ctx context.Context, n Node, p string, limit int64) ([]byte, error
 	}
 	return b, nil
 }
+
+// Namer is implemented by a Node that lists a directory's names for less than List costs:
+// List describes every entry, which for a large directory means reading each one.
+// Found by type assertion; Names does that.
+type Namer interface {
+	// Names returns the names in the directory at p, an MFS or IPFS path, sorted.
+	Names(ctx context.Context, p string) ([]string, error)
+}
+
+// Names returns the names in the directory at p, sorted, through Namer if n is one.
+func Names(ctx context.Context, n Node, p string) ([]string, error) {
+	if nm, ok := n.(Namer); ok {
+		return nm.Names(ctx, p)
+	}
+	es, err := n.List(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(es))
+	for i, e := range es {
+		names[i] = e.Name
+	}
+	return names, nil
+}

@@ -12,7 +12,6 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ft "github.com/ipfs/boxo/ipld/unixfs"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
-	"github.com/ipfs/boxo/mfs"
 	"github.com/ipfs/boxo/path"
 	"github.com/ipfs/boxo/path/resolver"
 	"github.com/ipfs/go-cid"
@@ -81,7 +80,7 @@ func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser,
 		nd, err = n.resolve(ctx, p)
 		dag = n.ipfs.DAG
 	} else {
-		nd, err = lookup(ctx, n, p, func(fsn mfs.FSNode) (ipld.Node, error) { return fsn.GetNode() })
+		nd, err = n.fileNode(ctx, p)
 	}
 	if err != nil {
 		return nil, err
@@ -101,6 +100,22 @@ func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser,
 		return nil, fmt.Errorf("read %s at %d: %w", p, offset, err)
 	}
 	return r, nil
+}
+
+// fileNode returns the root node of the MFS file at p.
+func (n *Node) fileNode(ctx context.Context, p string) (ipld.Node, error) {
+	c, err := lookup(ctx, n, func() (cid.Cid, error) { return n.tree.fileAt(ctx, p) })
+	if err != nil {
+		return nil, err
+	}
+	if nd, ok := n.added.Get(c); ok {
+		return nd, nil
+	}
+	nd, err := n.local.Get(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, contentError(err))
+	}
+	return nd, nil
 }
 
 // Add implements ipfs.Node.

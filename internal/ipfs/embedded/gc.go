@@ -47,7 +47,7 @@ func (n *Node) collectGarbage(ctx context.Context, keep []cid.Cid) (GCStats, err
 	// The tree on disk is this one: CollectGarbage has just checkpointed.
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	root, err := n.root.GetDirectory().GetNode()
+	root, err := n.tree.rootCID(ctx)
 	if err != nil {
 		return stats, err
 	}
@@ -56,7 +56,7 @@ func (n *Node) collectGarbage(ctx context.Context, keep []cid.Cid) (GCStats, err
 		return stats, err
 	}
 	var errs []error
-	for res := range gc.GC(ctx, n.ipfs.Blockstore, n.ipfs.Repo.Datastore(), n.ipfs.Pinning, append([]cid.Cid{root.Cid()}, keep...)) {
+	for res := range gc.GC(ctx, n.ipfs.Blockstore, n.ipfs.Repo.Datastore(), n.ipfs.Pinning, append([]cid.Cid{root}, keep...)) {
 		if res.Error != nil {
 			errs = append(errs, res.Error)
 		} else if res.KeyRemoved.Defined() {

@@ -98,6 +98,51 @@ func (j *journal) write() error {
 	return nil
 }
 
+// dropFirst drops the first n bytes of the file, records a checkpoint's root holds, and
+// keeps those after them: written to a new file that replaces the journal, so that a
+// crash leaves one or the other whole. The records kept may have been acknowledged: the
+// new file is on disk before it replaces the old one.
+func (j *journal) dropFirst(n int64) error {
+	if n >= j.len {
+		if err := j.f.Truncate(0); err != nil {
+			return fmt.Errorf("empty mfs journal: %w", err)
+		}
+		j.len = 0
+		return nil
+	}
+	tail := make([]byte, j.len-n)
+	if _, err := j.f.ReadAt(tail, n); err != nil {
+		return fmt.Errorf("read mfs journal: %w", err)
+	}
+	name := j.f.Name()
+	if err := writeSynced(name+".new", tail); err != nil {
+		return fmt.Errorf("cut mfs journal: %w", err)
+	}
+	if err := os.Rename(name+".new", name); err != nil {
+		return fmt.Errorf("cut mfs journal: %w", err)
+	}
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open mfs journal: %w", err)
+	}
+	j.f.Close() // the old file, renamed over
+	j.f, j.len = f, int64(len(tail))
+	return nil
+}
+
+// writeSynced writes b to the file name and syncs it.
+func writeSynced(name string, b []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
 // reset empties the journal, once what it recorded is in the root.
 func (j *journal) reset() error {
 	j.buf.Reset()

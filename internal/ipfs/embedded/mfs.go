@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	gopath "path"
-	"strings"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/blockstore"
-	"github.com/ipfs/boxo/mfs"
 	"github.com/ipfs/go-cid"
-	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/ipfs/kubo/core/node"
 
 	"github.com/discoregistry/disco/internal/ipfs"
@@ -44,11 +41,12 @@ func withContext[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	}
 }
 
-// change runs f as an MFS change: exclusively, and counted for Flush. If ctx ends while
+// change runs f as an MFS change: exclusively, and counted for Flush. f's context does not
+// end: a change once begun is made whole. If ctx ends while
 // the change waits for its turn, it is given up and never made; once it is being made, it
 // is waited for. So an error from ctx means the change was not made: a caller that rolls
 // back on it is never overtaken by its own change landing later.
-func (n *Node) change(ctx context.Context, f func() error) error {
+func (n *Node) change(ctx context.Context, f func(ctx context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -61,8 +59,10 @@ func (n *Node) change(ctx context.Context, f func() error) error {
 		if !state.CompareAndSwap(waiting, running) {
 			return
 		}
+		defer n.tree.trim()
+		n.used = time.Now()
 		n.changes++
-		done <- f()
+		done <- f(context.WithoutCancel(ctx))
 	}()
 	select {
 	case err := <-done:
@@ -75,68 +75,39 @@ func (n *Node) change(ctx context.Context, f func() error) error {
 	}
 }
 
-// lookup runs f on the MFS entry at p, holding the lookup lock.
-func lookup[T any](ctx context.Context, n *Node, p string, f func(mfs.FSNode) (T, error)) (T, error) {
+// lookup runs f on the tree, holding the lock.
+func lookup[T any](ctx context.Context, n *Node, f func() (T, error)) (T, error) {
 	return withContext(ctx, func() (T, error) {
-		n.mu.RLock()
-		defer n.mu.RUnlock()
-		fsn, err := mfs.Lookup(n.root, p)
-		if err != nil {
-			var zero T
-			return zero, mfsError(p, err)
-		}
-		return f(fsn)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		defer n.tree.trim()
+		n.used = time.Now()
+		return f()
 	})
-}
-
-// mfsError maps MFS's errors to the ones ipfs.Node promises.
-func mfsError(p string, err error) error {
-	switch {
-	case errors.Is(err, os.ErrNotExist), strings.Contains(err.Error(), "Not a directory"):
-		return fmt.Errorf("%s: %w", p, ipfs.ErrNotFound)
-	default:
-		return fmt.Errorf("%s: %w", p, err)
-	}
-}
-
-func entryOf(name string, fsn mfs.FSNode) (ipfs.Entry, error) {
-	nd, err := fsn.GetNode()
-	if err != nil {
-		return ipfs.Entry{}, err
-	}
-	e := ipfs.Entry{Name: name, CID: nd.Cid(), IsDir: fsn.Type() == mfs.TDir}
-	if f, ok := fsn.(*mfs.File); ok {
-		if e.Size, err = f.Size(); err != nil {
-			return ipfs.Entry{}, err
-		}
-	}
-	return e, nil
 }
 
 func (n *Node) statMFS(ctx context.Context, p string) (ipfs.Entry, error) {
-	return lookup(ctx, n, p, func(fsn mfs.FSNode) (ipfs.Entry, error) {
-		return entryOf(gopath.Base(p), fsn)
-	})
+	return lookup(ctx, n, func() (ipfs.Entry, error) { return n.tree.stat(ctx, p) })
 }
 
 func (n *Node) listMFS(ctx context.Context, p string) ([]ipfs.Entry, error) {
-	return lookup(ctx, n, p, func(fsn mfs.FSNode) ([]ipfs.Entry, error) {
-		dir, ok := fsn.(*mfs.Directory)
-		if !ok {
-			return nil, fmt.Errorf("%s: %w", p, ipfs.ErrNotDir)
+	return lookup(ctx, n, func() ([]ipfs.Entry, error) { return n.tree.list(ctx, p) })
+}
+
+// Names implements ipfs.Namer.
+func (n *Node) Names(ctx context.Context, p string) ([]string, error) {
+	if ipfs.IsIPFSPath(p) {
+		es, err := n.List(ctx, p)
+		if err != nil {
+			return nil, err
 		}
-		var out []ipfs.Entry
-		err := dir.ForEachEntry(ctx, func(l mfs.NodeListing) error {
-			c, err := cid.Decode(l.Hash)
-			if err != nil {
-				return err
-			}
-			out = append(out, ipfs.Entry{Name: l.Name, IsDir: l.Type == int(mfs.TDir), Size: l.Size, CID: c})
-			return nil
-		})
-		ipfs.SortEntries(out)
-		return out, err
-	})
+		names := make([]string, len(es))
+		for i, e := range es {
+			names[i] = e.Name
+		}
+		return names, nil
+	}
+	return lookup(ctx, n, func() ([]string, error) { return n.tree.names(ctx, p) })
 }
 
 // Link implements ipfs.Node.
@@ -148,8 +119,8 @@ func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 			return fmt.Errorf("link %s: %w", c, contentError(err))
 		}
 	}
-	return n.change(ctx, func() error {
-		if err := n.link(p, nd); err != nil {
+	return n.change(ctx, func(ctx context.Context) error {
+		if err := n.tree.link(ctx, p, nd); err != nil {
 			return err
 		}
 		n.journal.add(record{Path: p, CID: c.String()})
@@ -157,35 +128,21 @@ func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 	})
 }
 
-// link places nd at p, creating missing parent directories.
-func (n *Node) link(p string, nd ipld.Node) error {
-	dir, name := gopath.Split(p)
-	d, err := n.mkdirAll(dir)
-	if err != nil {
-		return err
-	}
-	return replace(d, name, nd)
-}
-
 // Move implements ipfs.Node.
 func (n *Node) Move(ctx context.Context, src, dst string) error {
-	return n.change(ctx, func() error {
-		fsn, err := mfs.Lookup(n.root, src)
-		if err != nil {
-			return mfsError(src, err)
-		}
-		nd, err := fsn.GetNode()
+	return n.change(ctx, func(ctx context.Context) error {
+		nd, err := n.tree.nodeAt(ctx, src)
 		if err != nil {
 			return err
 		}
-		if err := n.link(dst, nd); err != nil {
+		if err := n.tree.link(ctx, dst, nd); err != nil {
 			return err
 		}
 		n.journal.add(record{Path: dst, CID: nd.Cid().String()})
 		if gopath.Clean(src) == gopath.Clean(dst) {
 			return nil
 		}
-		if err := n.unlink(src); err != nil {
+		if err := n.tree.remove(ctx, src); err != nil {
 			return err
 		}
 		n.journal.add(record{Path: src})
@@ -195,8 +152,8 @@ func (n *Node) Move(ctx context.Context, src, dst string) error {
 
 // Remove implements ipfs.Node.
 func (n *Node) Remove(ctx context.Context, p string) error {
-	return n.change(ctx, func() error {
-		if err := n.unlink(p); err != nil {
+	return n.change(ctx, func(ctx context.Context) error {
+		if err := n.tree.remove(ctx, p); err != nil {
 			return err
 		}
 		n.journal.add(record{Path: p})
@@ -204,39 +161,26 @@ func (n *Node) Remove(ctx context.Context, p string) error {
 	})
 }
 
-// unlink removes the entry p.
-func (n *Node) unlink(p string) error {
-	dir, name := gopath.Split(strings.TrimRight(p, "/"))
-	if name == "" {
-		return errors.New("cannot remove the MFS root")
-	}
-	d, err := lookupDir(n.root, dir)
-	if err != nil {
-		return mfsError(p, err)
-	}
-	if _, err := d.Child(name); err != nil {
-		return mfsError(p, err)
-	}
-	return d.Unlink(name)
-}
-
 // Flush implements ipfs.Node: it writes the journal's new records. When the journal has
-// grown large, it checkpoints instead, so that starting again never has much to apply.
+// grown large, it checkpoints too, so that starting again never has much to apply.
 func (n *Node) Flush(ctx context.Context) error {
-	_, err := withContext(ctx, func() (struct{}, error) {
+	full, err := withContext(ctx, func() (bool, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if n.journal.len+int64(n.journal.buf.Len()) > journalLimit {
-			return struct{}{}, n.checkpoint(ctx)
+		if err := n.journal.write(); err != nil {
+			return false, err
 		}
-		return struct{}{}, n.journal.write()
+		return n.journal.len > journalLimit, nil
 	})
 	if err != nil {
 		return err
 	}
 	// The journal, and the blocks its records name, on disk before the answer: outside
 	// n.mu, so that other requests go on while the disk writes.
-	return n.disk.Sync(ctx)
+	if err := n.disk.Sync(ctx); err != nil || !full {
+		return err
+	}
+	return n.checkpointNow(ctx)
 }
 
 // journalLimit is the journal size past which Flush checkpoints.
@@ -258,59 +202,77 @@ func (n *Node) checkpoints(ctx context.Context) {
 		if err := n.checkpointNow(ctx); err != nil {
 			n.log.Error("mfs checkpoint", "err", err)
 		}
+		n.idle()
 	}
 }
 
-// checkpointNow checkpoints, taking n.mu.
-func (n *Node) checkpointNow(ctx context.Context) error {
+// idleAfter is how long the tree goes unused before the node lets go of what it holds.
+const idleAfter = 30 * time.Second
+
+// idle drops the directories the tree holds, once, when it has gone unused for
+// idleAfter, and returns the memory to the system: a registry that was read through
+// needs none of it until it is read again.
+func (n *Node) idle() {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.checkpoint(ctx)
+	unused := time.Since(n.used) > idleAfter && !n.idled
+	if unused {
+		n.tree.trimTo(0)
+		n.idled = true
+	} else if time.Since(n.used) <= idleAfter {
+		n.idled = false
+	}
+	n.mu.Unlock()
+	if unused {
+		debug.FreeOSMemory()
+	}
 }
 
-// checkpoint flushes MFS, records its root in the repository and empties the journal.
-// The caller holds n.mu exclusively.
-//
-// The flush writes the changed directories and records the new root, as MFS's own
-// publishing does, but keeps MFS's directories in memory: dropping them, as
-// mfs.FlushPath does, would have the next requests read them back from disk. Every
-// trimEvery checkpoints, mfs.FlushPath does drop them, so that memory stays bounded.
-func (n *Node) checkpoint(ctx context.Context) error {
+// checkpointNow writes the directories changed since the last checkpoint, records the
+// new root in the repository, as MFS's own publishing does, and drops from the journal the
+// records the root holds. It holds n.mu to write the tree and to cut the journal, not
+// while the repository syncs the root to disk: on a busy disk that can take seconds, and
+// every request would wait.
+func (n *Node) checkpointNow(ctx context.Context) error {
+	n.checkpointing.Lock()
+	defer n.checkpointing.Unlock()
+	n.mu.Lock()
 	if n.changes == n.checkpointed {
+		n.mu.Unlock()
 		return nil
 	}
-	if err := n.flush(ctx); err != nil {
+	err := n.checkRoom() // the directories it writes need room on the disk
+	var root cid.Cid
+	if err == nil {
+		root, err = n.tree.rootCID(ctx)
+	}
+	if err == nil {
+		err = n.journal.write() // so that the file holds every record the root holds
+	}
+	changes, held := n.changes, n.journal.len
+	n.mu.Unlock()
+	if err == nil {
+		err = n.recordRoot(ctx, root)
+	}
+	if err != nil {
 		return fmt.Errorf("flush mfs: %w", err)
 	}
-	// The root on disk before the journal that leads to it is emptied.
+	// The root on disk before the journal that leads to it is cut.
 	if err := n.disk.Sync(ctx); err != nil {
-		return err
+		return fmt.Errorf("flush mfs: %w", err)
 	}
-	n.checkpointed = n.changes
-	return n.journal.reset()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.checkpointed = changes
+	return n.journal.dropFirst(held)
 }
 
-// trimEvery is how many checkpoints keep MFS's directories in memory before one drops
-// them.
-const trimEvery = 16
-
-func (n *Node) flush(ctx context.Context) error {
-	if err := n.checkRoom(); err != nil {
-		return err
-	}
-	if n.flushes++; n.flushes%trimEvery == 0 {
-		_, err := mfs.FlushPath(ctx, n.root, "/")
-		return err
-	}
-	nd, err := n.root.GetDirectory().GetNode()
-	if err != nil {
-		return err
-	}
+// recordRoot records root as the MFS root in the repository, once the blocks are synced.
+func (n *Node) recordRoot(ctx context.Context, root cid.Cid) error {
 	ds := n.ipfs.Repo.Datastore()
 	if err := ds.Sync(ctx, blockstore.BlockPrefix); err != nil {
 		return err
 	}
-	if err := ds.Put(ctx, node.FilesRootDatastoreKey, nd.Cid().Bytes()); err != nil {
+	if err := ds.Put(ctx, node.FilesRootDatastoreKey, root.Bytes()); err != nil {
 		return err
 	}
 	return ds.Sync(ctx, node.FilesRootDatastoreKey)
@@ -333,7 +295,7 @@ func (n *Node) replay(ctx context.Context, recs []record) {
 
 func (n *Node) apply(ctx context.Context, rec record) error {
 	if rec.CID == "" {
-		err := n.unlink(rec.Path)
+		err := n.tree.remove(ctx, rec.Path)
 		if errors.Is(err, ipfs.ErrNotFound) {
 			return nil
 		}
@@ -344,45 +306,9 @@ func (n *Node) apply(ctx context.Context, rec record) error {
 		return err
 	}
 	// Only what is local: starting must not wait on the network.
-	if have, err := n.ipfs.Blockstore.Has(ctx, c); err != nil || !have {
-		return errors.Join(fmt.Errorf("%s: %w", c, ipfs.ErrNotFound), err)
-	}
-	nd, err := n.ipfs.DAG.Get(ctx, c)
+	nd, err := n.local.Get(ctx, c)
 	if err != nil {
-		return err
+		return contentError(err)
 	}
-	return n.link(rec.Path, nd)
-}
-
-func (n *Node) mkdirAll(dir string) (*mfs.Directory, error) {
-	if err := mfs.Mkdir(n.root, dir, mfs.MkdirOpts{Mkparents: true}); err != nil {
-		return nil, fmt.Errorf("mkdir %s: %w", dir, err)
-	}
-	d, err := lookupDir(n.root, dir)
-	if err != nil {
-		return nil, mfsError(dir, err)
-	}
-	return d, nil
-}
-
-func lookupDir(root *mfs.Root, p string) (*mfs.Directory, error) {
-	fsn, err := mfs.Lookup(root, p)
-	if err != nil {
-		return nil, err
-	}
-	d, ok := fsn.(*mfs.Directory)
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", p, ipfs.ErrNotDir)
-	}
-	return d, nil
-}
-
-// replace puts nd at name in d, in place of what was there.
-func replace(d *mfs.Directory, name string, nd ipld.Node) error {
-	if _, err := d.Child(name); err == nil {
-		if err := d.Unlink(name); err != nil {
-			return err
-		}
-	}
-	return d.AddChild(name, nd)
+	return n.tree.link(ctx, rec.Path, nd)
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/exchange/offline"
 	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/boxo/mfs"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/ipfs/kubo/config"
@@ -46,25 +45,27 @@ import (
 type Node struct {
 	ipfs  *core.IpfsNode
 	api   coreiface.CoreAPI
-	root  *mfs.Root
+	tree  *tree           // the MFS tree; Kubo's own mfs.Root is never changed
 	local ipld.DAGService // the blockstore alone, without the network
 	path  string          // of the repository
 
 	log *slog.Logger
 
-	// mu orders MFS changes. Changes, Flush and checkpoints hold it exclusively, so
-	// readers never see a path between the removal and the addition of its replacement,
-	// the journal records changes in the order they were made, and a checkpoint (which
-	// may drop MFS's cache of directory objects) never runs under a change in progress.
-	// Lookups hold it shared.
-	mu           sync.RWMutex
-	journal      *journal
-	disk         *syncer // syncs the repository's file system when a change is acknowledged
-	changes      uint64  // MFS changes made so far
-	checkpointed uint64  // value of changes at the last checkpoint
-	flushes      uint64  // MFS flushes so far
-	stop         context.CancelFunc
-	stopped      chan struct{}
+	// mu guards the tree, which lookups change too (they load directories), and the
+	// journal. Holding it for each change, readers never see a path between the removal
+	// and the addition of its replacement, and the journal records changes in the order
+	// they were made. What the tree leads to (a file's blocks) is read without it, and a
+	// checkpoint holds it only while it writes the tree and while it cuts the journal.
+	mu            sync.Mutex
+	checkpointing sync.Mutex // one checkpoint at a time; taken before mu
+	journal       *journal
+	disk          *syncer   // syncs the repository's file system when a change is acknowledged
+	changes       uint64    // MFS changes made so far
+	checkpointed  uint64    // value of changes at the last checkpoint
+	used          time.Time // when the tree was last used
+	idled         bool      // whether the tree was let go of since
+	stop          context.CancelFunc
+	stopped       chan struct{}
 
 	// added holds the small files added last, which are most often linked next: Link
 	// finds them here rather than reading them back from the blockstore.
@@ -200,7 +201,23 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		log = slog.Default()
 	}
 	local := merkledag.NewDAGService(blockservice.New(nd.Blockstore, offline.Exchange(nd.Blockstore)))
-	return &Node{ipfs: nd, api: api, root: nd.FilesRoot, local: local, path: o.Path, added: added, log: log}, nil
+	// The tree starts from the root Kubo loaded and records its own. Kubo's mfs.Root is
+	// closed now, publishing what it loaded, so that it publishes nothing more: when the
+	// node closes, it would record the root it holds over the tree's.
+	root, err := nd.FilesRoot.GetDirectory().GetNode()
+	if err == nil {
+		err = nd.FilesRoot.Close()
+	}
+	if err != nil {
+		nd.Close()
+		return nil, fmt.Errorf("mfs root: %w", err)
+	}
+	t, err := newTree(local, nd.Blockstore.GetSize, root)
+	if err != nil {
+		nd.Close()
+		return nil, err
+	}
+	return &Node{ipfs: nd, api: api, tree: t, local: local, path: o.Path, added: added, log: log}, nil
 }
 
 const closeTimeout = 30 * time.Second

@@ -133,13 +133,13 @@ func TestReadIdentity(t *testing.T) {
 	}
 }
 
-// TestManyCheckpoints checkpoints more often than trimEvery, so that both ways of
-// flushing MFS run, and checks that everything is there after a restart.
+// TestManyCheckpoints checkpoints after every change and checks that everything is there
+// after a restart.
 func TestManyCheckpoints(t *testing.T) {
 	ctx := context.Background()
 	o := Options{Path: t.TempDir(), Swarm: loopback}
 	n := open(t, o)
-	for i := range 2*trimEvery + 3 {
+	for i := range 2*16 + 3 {
 		c, err := n.Add(ctx, files.NewBytesFile([]byte(fmt.Sprint(i))))
 		if err != nil {
 			t.Fatal(err)
@@ -155,7 +155,7 @@ func TestManyCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	n = open(t, o)
-	for i := 2*trimEvery - 2; i < 2*trimEvery+3; i++ {
+	for i := 2*16 - 2; i < 2*16+3; i++ {
 		b, err := ipfs.ReadFile(ctx, n, fmt.Sprintf("/d%d/f", i%5), 100)
 		if err != nil || string(b) != fmt.Sprint(i) {
 			t.Errorf("/d%d/f = %q, %v; want %d", i%5, b, err, i)
@@ -321,7 +321,7 @@ func TestExpiredChangeNeverLands(t *testing.T) {
 		t.Fatal(err)
 	}
 	hold, held := make(chan struct{}), make(chan struct{})
-	go n.change(ctx, func() error {
+	go n.change(ctx, func(context.Context) error {
 		close(held)
 		<-hold
 		return nil
@@ -339,5 +339,37 @@ func TestExpiredChangeNeverLands(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if _, err := n.Stat(ctx, "/late"); !errors.Is(err, ipfs.ErrNotFound) {
 		t.Errorf("a Link that returned its deadline was made later: %v", err)
+	}
+}
+
+// TestJournalDropFirst cuts the records a checkpoint holds off a journal: those written
+// after them are what a start applies.
+func TestJournalDropFirst(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "journal")
+	j, _, err := openJournal(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.add(record{Path: "/a", CID: "x"})
+	j.add(record{Path: "/b"})
+	if err := j.write(); err != nil {
+		t.Fatal(err)
+	}
+	held := j.len
+	j.add(record{Path: "/c", CID: "y"})
+	if err := j.write(); err != nil {
+		t.Fatal(err)
+	}
+	j.add(record{Path: "/d"}) // not written yet
+	if err := j.dropFirst(held); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.write(); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	_, recs, err := openJournal(name)
+	if err != nil || len(recs) != 2 || recs[0].Path != "/c" || recs[1].Path != "/d" {
+		t.Errorf("after dropFirst: %v, %v; want /c and /d", recs, err)
 	}
 }
