@@ -36,7 +36,7 @@ func TestManyImages(t *testing.T) {
 	})
 	checkAll := func() {
 		each(t, images, func(i int) error {
-			return pullCheck(fmt.Sprintf("%s/many/r%03d:v1", d.Host, i), imgs[i])
+			return pullImage(fmt.Sprintf("%s/many/r%03d:v1", d.Host, i), imgs[i])
 		})
 	}
 	checkAll()
@@ -93,8 +93,8 @@ func TestManyImages(t *testing.T) {
 	checkAll()
 }
 
-// pullCheck pulls s and checks that its manifest and layers are those of want.
-func pullCheck(s string, want v1.Image) error {
+// pullImage pulls s and checks that its manifest and layers are those of want.
+func pullImage(s string, want v1.Image) error {
 	r, err := name.ParseReference(s, name.Insecure)
 	if err != nil {
 		return err
