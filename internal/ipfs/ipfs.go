@@ -179,6 +179,11 @@ func Names(ctx context.Context, n Node, p string) ([]string, error) {
 	if nm, ok := n.(Namer); ok {
 		return nm.Names(ctx, p)
 	}
+	return ListNames(ctx, n, p)
+}
+
+// ListNames returns the names of the entries of the directory p from a List of it.
+func ListNames(ctx context.Context, n Node, p string) ([]string, error) {
 	es, err := n.List(ctx, p)
 	if err != nil {
 		return nil, err

@@ -196,12 +196,7 @@ func (d *Daemon) Pause() {
 	if !d.running() {
 		return
 	}
-	d.proc.Signal(syscall.SIGSTOP)
-	for deadline := time.Now().Add(10 * time.Second); !IsStopped(d.proc.Pid); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			d.t.Fatalf("ipfs daemon (PID %d) not stopped 10s after SIGSTOP", d.proc.Pid)
-		}
-	}
+	Pause(d.t, d.proc, "ipfs daemon")
 }
 
 // Resume lets a paused daemon run again (SIGCONT).

@@ -253,12 +253,7 @@ func (s *Server) Pause() {
 	if !s.running() {
 		return
 	}
-	s.proc.Signal(syscall.SIGSTOP)
-	for deadline := time.Now().Add(10 * time.Second); !kubotest.IsStopped(s.proc.Pid); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("versitygw (PID %d) not stopped 10s after SIGSTOP", s.proc.Pid)
-		}
-	}
+	kubotest.Pause(s.t, s.proc, "versitygw")
 }
 
 // Resume lets a paused versitygw run again (SIGCONT).

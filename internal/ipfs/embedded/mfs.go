@@ -97,15 +97,7 @@ func (n *Node) listMFS(ctx context.Context, p string) ([]ipfs.Entry, error) {
 // Names implements ipfs.Namer.
 func (n *Node) Names(ctx context.Context, p string) ([]string, error) {
 	if ipfs.IsIPFSPath(p) {
-		es, err := n.List(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		names := make([]string, len(es))
-		for i, e := range es {
-			names[i] = e.Name
-		}
-		return names, nil
+		return ipfs.ListNames(ctx, n, p)
 	}
 	return lookup(ctx, n, func() ([]string, error) { return n.tree.names(ctx, p) })
 }
