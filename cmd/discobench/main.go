@@ -3,6 +3,7 @@
 // run, and prints each figure with the ratio disco/reference.
 //
 //	go run ./cmd/discobench [-size MiB] [-n images] [-runs n] [-keep]
+//	go run ./cmd/discobench -fanout n [-cap Mbit/s] [-size MiB] [-runs n] [-keep]
 //
 // It builds ./cmd/disco and Distribution's cmd/registry, starts both on free loopback
 // ports (the reference on the filesystem driver), each in a temporary directory, and
@@ -28,20 +29,22 @@ func main() {
 	n := flag.Int("n", 50, "number of small images (one 4 KiB layer each)")
 	runs := flag.Int("runs", 3, "runs of each workload on each registry; the median is reported")
 	keep := flag.Bool("keep", false, "keep the temporary directory (binaries, configs, data, logs)")
+	fan := flag.Int("fanout", 0, "instead, pull one image by CID on this many Discos at once (see fanout.go; needs root)")
+	capMbit := flag.Int64("cap", 100, "with -fanout: the origin's egress, in Mbit/s")
 	flag.Parse()
-	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 {
+	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 || *fan < 0 || *capMbit <= 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *size<<20, *n, *runs, *keep); err != nil {
+	if err := run(ctx, *size<<20, *n, *runs, *keep, *fan, *capMbit); err != nil {
 		fmt.Fprintln(os.Stderr, "discobench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
+func run(ctx context.Context, size int64, n, runs int, keep bool, fan int, capMbit int64) (err error) {
 	tmp, err := os.MkdirTemp("", "discobench-")
 	if err != nil {
 		return err
@@ -63,6 +66,10 @@ func run(ctx context.Context, size int64, n, runs int, keep bool) (err error) {
 	reference := filepath.Join(tmp, "registry")
 	if err := buildReference(ctx, reference); err != nil {
 		return err
+	}
+
+	if fan > 0 {
+		return runFanout(ctx, tmp, disco, reference, fan, size, capMbit, runs)
 	}
 
 	var started []*registry
