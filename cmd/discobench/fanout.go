@@ -47,6 +47,7 @@ type fanoutResult struct {
 	last   float64   // seconds until the last of n simultaneous pulls ended
 	sent   float64   // bytes the origin sent during the n pulls, over the image's size
 	got    []float64 // bytes each puller received, over the image's size; Disco only
+	cpu    float64   // CPU seconds the registries used during the n pulls
 }
 
 // runFanout runs the fan-out benchmark in tmp with the binaries built there.
@@ -112,15 +113,15 @@ func runFanout(ctx context.Context, tmp, disco, reference string, n int, size, c
 			return err
 		}
 		discoRuns = append(discoRuns, d)
-		progress("run %d/%d  disco      single %.1fs, last of %d %.1fs, origin sent %.2f× the image, pullers got %s",
-			i+1, runs, d.single, n, d.last, d.sent, multiples(d.got))
+		progress("run %d/%d  disco      single %.1fs, last of %d %.1fs, origin sent %.2f× the image, pullers got %s, %.0f CPU s",
+			i+1, runs, d.single, n, d.last, d.sent, multiples(d.got), d.cpu)
 		r, err := f.run(ctx, f.ref, i)
 		if err != nil {
 			return err
 		}
 		refRuns = append(refRuns, r)
-		progress("run %d/%d  reference  single %.1fs, last of %d %.1fs, origin sent %.2f× the image",
-			i+1, runs, r.single, n, r.last, r.sent)
+		progress("run %d/%d  reference  single %.1fs, last of %d %.1fs, origin sent %.2f× the image, %.0f CPU s",
+			i+1, runs, r.single, n, r.last, r.sent, r.cpu)
 	}
 	f.report(discoRuns, refRuns)
 	return nil
@@ -152,6 +153,14 @@ func (f *fanout) run(ctx context.Context, origin *registry, i int) (fanoutResult
 			spaces = append(spaces, p.ns)
 		}
 	}
+	procs := []*registry{origin}
+	if origin == f.origin {
+		procs = append(procs, f.peers...)
+	}
+	cpu0, err := cpuSeconds(procs)
+	if err != nil {
+		return res, err
+	}
 	before, err := stats(ctx, spaces)
 	if err != nil {
 		return res, err
@@ -163,6 +172,11 @@ func (f *fanout) run(ctx context.Context, origin *registry, i int) (fanoutResult
 	if err != nil {
 		return res, err
 	}
+	cpu1, err := cpuSeconds(procs)
+	if err != nil {
+		return res, err
+	}
+	res.cpu = cpu1 - cpu0
 	res.last = slices.Max(times)
 	res.sent = float64(after[0].TxBytes-before[0].TxBytes) / float64(f.size)
 	for j := 1; j < len(spaces); j++ {
@@ -251,6 +265,31 @@ func cidOf(ctx context.Context, r *registry, ref name.Reference) (string, error)
 		}
 	}
 	return "", fmt.Errorf("%s: no CID among the tags %v", repo, tags)
+}
+
+// cpuSeconds returns the CPU time the processes of rs have used, user and system.
+func cpuSeconds(rs []*registry) (float64, error) {
+	var total float64
+	for _, r := range rs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+		if err != nil {
+			return 0, err
+		}
+		// "pid (comm) state ppid ...": utime and stime are the 12th and 13th fields
+		// after comm, in clock ticks of 1/100 s (USER_HZ).
+		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(fields) < 13 {
+			return 0, fmt.Errorf("/proc/%d/stat: %q", r.cmd.Process.Pid, b)
+		}
+		for _, f := range fields[11:13] {
+			var ticks float64
+			if _, err := fmt.Sscan(f, &ticks); err != nil {
+				return 0, fmt.Errorf("/proc/%d/stat: %w", r.cmd.Process.Pid, err)
+			}
+			total += ticks / 100
+		}
+	}
+	return total, nil
 }
 
 func stats(ctx context.Context, spaces []*netns.Namespace) ([]netns.Stats, error) {
@@ -350,6 +389,8 @@ func (f *fanout) report(disco, ref []fanoutResult) {
 		got = append(got, r.got...)
 	}
 	fmt.Fprintf(tw, "puller received / image\tdisco %s\n", multiples(got))
+	cpu := func(r fanoutResult) float64 { return r.cpu }
+	fmt.Fprintf(tw, "CPU s of the registries, %d pulls\tdisco %.0f\treference %.0f\n", f.n, pick(disco, cpu), pick(ref, cpu))
 	tw.Flush()
 }
 
