@@ -18,6 +18,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/discoregistry/disco/internal/kubotest"
+	"github.com/discoregistry/disco/internal/netns"
 )
 
 const (
@@ -25,8 +26,9 @@ const (
 	stopTimeout  = time.Minute // more than http.draintimeout's 30s default
 )
 
-// baseConfig is every test Disco's configuration before discoOptions.YAML is merged in.
-// Only the host of http.addr counts: the port is $DISCO_PORT.
+// baseConfig is every test Disco's configuration before discoOptions.YAML is merged in,
+// given the address it listens on and its swarm port. Only the host of http.addr counts:
+// the port is $DISCO_PORT.
 const baseConfig = `
 version: 0.1
 log: {level: info, accesslog: {disabled: true}}
@@ -52,15 +54,14 @@ type discoOptions struct {
 	File string
 	// Env are more environment variables, NAME=value.
 	Env []string
-	// IP is the address the registry and the IPFS node listen on, 127.0.0.1 unless set.
-	IP string
-	// NetNS, if set, is the network namespace Disco runs in (ip netns exec).
-	NetNS string
+	// Netns runs Disco in this network namespace, listening on its address instead of
+	// 127.0.0.1.
+	Netns *netns.Namespace
 }
 
 // Disco is a disco process run by a test, with its own HOME and loopback ports.
 type Disco struct {
-	Host      string // the registry, 127.0.0.1:port
+	Host      string // the registry, 127.0.0.1:port (or the address of its Netns)
 	Home      string // $HOME, which holds ~/.disco
 	Config    string // the configuration file; empty with NoConfig
 	Log       string // stdout and stderr of every run, appended
@@ -69,6 +70,7 @@ type Disco struct {
 
 	t    *testing.T
 	opts discoOptions
+	ip   string // the address it listens on
 	env  []string
 	proc *os.Process
 	done chan struct{} // closed when the process has exited
@@ -101,20 +103,21 @@ func newDisco(t *testing.T, opts discoOptions) *Disco {
 		Log:  filepath.Join(dir, "disco.log"),
 		t:    t,
 		opts: opts,
+		ip:   "127.0.0.1",
+	}
+	if opts.Netns != nil {
+		d.ip = opts.Netns.Addr.String()
 	}
 	if err := os.Mkdir(d.Home, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	env := kubotest.CleanEnv("HOME", "REGISTRY_", "DISCO_", "IPFS_")
 	d.env = append(env, "HOME="+d.Home)
-	if d.opts.IP == "" {
-		d.opts.IP = "127.0.0.1"
-	}
 	if opts.NoConfig {
 		d.Host, d.SwarmPort = "127.0.0.1:1970", 4001
 	} else {
 		ports := kubotest.FreePorts(t, 2)
-		d.Host, d.SwarmPort = d.opts.IP+":"+strconv.Itoa(ports[0]), ports[1]
+		d.Host, d.SwarmPort = d.ip+":"+strconv.Itoa(ports[0]), ports[1]
 		d.Config = filepath.Join(dir, "config.yaml")
 		d.env = append(d.env, "REGISTRY_CONFIGURATION_PATH="+d.Config, "DISCO_PORT="+strconv.Itoa(ports[0]))
 		d.writeConfig()
@@ -148,7 +151,7 @@ func (d *Disco) writeConfig() {
 		return
 	}
 	var conf, extra map[string]any
-	if err := yaml.Unmarshal(fmt.Appendf(nil, baseConfig, d.opts.IP, d.SwarmPort), &conf); err != nil {
+	if err := yaml.Unmarshal(fmt.Appendf(nil, baseConfig, d.ip, d.SwarmPort), &conf); err != nil {
 		t.Fatal(err)
 	}
 	if err := yaml.Unmarshal([]byte(d.opts.YAML), &extra); err != nil {
@@ -194,8 +197,8 @@ func (d *Disco) Start() {
 	fmt.Fprintf(log, "=== e2e: start disco on %s at %s\n", d.Host, time.Now().Format(time.RFC3339Nano))
 	from, _ := log.Seek(0, io.SeekEnd)
 	cmd := exec.Command(discoBin())
-	if d.opts.NetNS != "" {
-		cmd = exec.Command("ip", "netns", "exec", d.opts.NetNS, discoBin()) // which execs disco: same PID
+	if d.opts.Netns != nil {
+		cmd = d.opts.Netns.Command(discoBin()) // its PID is disco's
 	}
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = d.Home, d.env, log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // if the test binary dies
@@ -357,7 +360,7 @@ func (d *Disco) ID() identity {
 func (d *Disco) PeerAddr() string {
 	d.t.Helper()
 	id := d.ID()
-	want := fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", d.opts.IP, d.SwarmPort, id.ID)
+	want := fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", d.ip, d.SwarmPort, id.ID)
 	for _, a := range id.Addresses {
 		if a == want {
 			return a

@@ -4,6 +4,7 @@
 //
 //	go run ./cmd/discobench [-size MiB] [-n images] [-runs n] [-keep]
 //	go run ./cmd/discobench -growth images [-batch images] [-tags n] [-runs n] [-keep]
+//	go run ./cmd/discobench -fanout n [-cap Mbit/s] [-size MiB] [-runs n] [-keep]
 //
 // With -growth, it measures instead how costs grow with the registry: see growth.
 //
@@ -38,8 +39,11 @@ func main() {
 	flag.IntVar(&g.n, "growth", 0, "measure how costs grow instead: push this many images, each to its own repository")
 	flag.IntVar(&g.batch, "batch", 0, "with -growth, images pushed to one registry before the other takes its turn (default: a tenth)")
 	flag.IntVar(&g.tags, "tags", 0, "with -growth, the tags of the repository whose tag list is read (default: as many as images)")
+	var f fanOptions
+	flag.IntVar(&f.n, "fanout", 0, "instead, pull one image by CID on this many Discos at once (see fanout.go; needs root)")
+	flag.Int64Var(&f.capMbit, "cap", 100, "with -fanout: the origin's egress, in Mbit/s")
 	flag.Parse()
-	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 || g.n < 0 || g.batch < 0 || g.tags < 0 {
+	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 || g.n < 0 || g.batch < 0 || g.tags < 0 || f.n < 0 || f.capMbit <= 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -51,13 +55,19 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *size<<20, *n, *runs, *keep, g); err != nil {
+	if err := run(ctx, *size<<20, *n, *runs, *keep, g, f); err != nil {
 		fmt.Fprintln(os.Stderr, "discobench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOptions) (err error) {
+// fanOptions are the flags of -fanout.
+type fanOptions struct {
+	n       int   // Discos pulling at once
+	capMbit int64 // the origin's egress
+}
+
+func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOptions, f fanOptions) (err error) {
 	tmp, err := os.MkdirTemp("", "discobench-")
 	if err != nil {
 		return err
@@ -80,6 +90,10 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 	reference, err := buildReference()
 	if err != nil {
 		return err
+	}
+
+	if f.n > 0 {
+		return runFanout(ctx, tmp, disco, reference, f.n, size, f.capMbit, runs)
 	}
 
 	var started []*registry

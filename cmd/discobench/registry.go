@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/discoregistry/disco/internal/netns"
 )
 
 // A registry is a registry process on a free loopback port, started and stopped by its
@@ -21,9 +23,10 @@ import (
 type registry struct {
 	name  string
 	dir   string
-	host  string // 127.0.0.1:port
-	debug string // debug address with /debug/pprof/, if any
-	ipfs  string // disco: its IPFS node's address, /ip4/127.0.0.1/tcp/<port>/p2p/<id>
+	host  string           // 127.0.0.1:port
+	debug string           // debug address with /debug/pprof/, if any
+	ipfs  string           // disco: its IPFS node's address, /ip4/127.0.0.1/tcp/<port>/p2p/<id>
+	ns    *netns.Namespace // the network namespace it runs in, if not discobench's
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when the process has exited
 
@@ -125,6 +128,9 @@ func (r *registry) start(ctx context.Context, bin, config string, env []string) 
 	}
 	defer log.Close() // the child has its own copy
 	r.cmd = exec.Command(bin, "serve")
+	if r.ns != nil {
+		r.cmd = r.ns.Command(bin, "serve")
+	}
 	r.cmd.Env = append(cleanEnv(), append(env, "REGISTRY_CONFIGURATION_PATH="+cfg)...)
 	r.cmd.Stdout, r.cmd.Stderr = log, log
 	// Its own process group, so that Ctrl-C reaches discobench only and discobench stops

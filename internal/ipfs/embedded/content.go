@@ -68,17 +68,24 @@ func (n *Node) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
 	return out, nil
 }
 
-// Read implements ipfs.Node.
+// Read implements ipfs.Node. Reading an IPFS path fetches the leaves it lacks in the
+// background, as Fetch does, and reads them in order as they arrive.
 func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
 	var nd ipld.Node
 	var err error
 	// What MFS links is local: it was added here, or fetched whole before it was linked.
 	// Reading it locally only makes a block gone missing an error rather than a wait on
 	// the network.
-	dag := n.local
+	var dag ipld.NodeGetter = n.local
+	stop := func() {}
 	if ipfs.IsIPFSPath(p) {
 		nd, err = n.resolve(ctx, p)
-		dag = n.ipfs.DAG
+		if err == nil {
+			if stop, err = n.prefetch(ctx, nd, uint64(max(offset, 0))); err != nil {
+				err = fmt.Errorf("read %s: %w", p, contentError(err))
+			}
+		}
+		dag = waiting{NodeGetter: n.ipfs.DAG, f: &n.fetching}
 	} else {
 		nd, err = n.fileNode(ctx, p)
 	}
@@ -87,6 +94,7 @@ func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser,
 	}
 	r, err := uio.NewDagReader(ctx, nd, dag)
 	if err != nil {
+		stop()
 		if errors.Is(err, uio.ErrIsDir) {
 			return nil, fmt.Errorf("%s: %w", p, ipfs.ErrIsDir)
 		}
@@ -96,10 +104,22 @@ func (n *Node) Read(ctx context.Context, p string, offset int64) (io.ReadCloser,
 		offset = int64(r.Size())
 	}
 	if _, err := r.Seek(offset, io.SeekStart); err != nil {
+		stop()
 		r.Close()
 		return nil, fmt.Errorf("read %s at %d: %w", p, offset, err)
 	}
-	return r, nil
+	return prefetchReader{DagReader: r, stop: stop}, nil
+}
+
+// prefetchReader stops its prefetch when closed.
+type prefetchReader struct {
+	uio.DagReader
+	stop func()
+}
+
+func (r prefetchReader) Close() error {
+	r.stop()
+	return r.DagReader.Close()
 }
 
 // fileNode returns the root node of the MFS file at p.
@@ -179,14 +199,6 @@ func (n *Node) addLeaf(ctx context.Context, f files.File, size int64) (cid.Cid, 
 // maxCached is the size of the largest file kept in n.added: links, manifests and
 // configs, not the chunks of layers.
 const maxCached = 64 << 10
-
-// Fetch implements ipfs.Node.
-func (n *Node) Fetch(ctx context.Context, c cid.Cid) error {
-	if err := merkledag.FetchGraph(ctx, c, n.ipfs.DAG); err != nil {
-		return fmt.Errorf("fetch %s: %w", c, contentError(err))
-	}
-	return nil
-}
 
 // Links implements ipfs.Node.
 func (n *Node) Links(ctx context.Context, c cid.Cid) ([]ipfs.Link, error) {

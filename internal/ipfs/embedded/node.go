@@ -67,6 +67,9 @@ type Node struct {
 	stop          context.CancelFunc
 	stopped       chan struct{}
 
+	// fetching records the leaves that fetches are getting from the network.
+	fetching fetching
+
 	// added holds the small files added last, which are most often linked next: Link
 	// finds them here rather than reading them back from the blockstore.
 	added *lru.Cache[cid.Cid, ipld.Node]
