@@ -44,6 +44,8 @@ func (n *Node) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	unixfsGlobals.RLock()
+	defer unixfsGlobals.RUnlock()
 	dir, err := uio.NewDirectoryFromNode(n.ipfs.DAG, nd)
 	if err != nil {
 		if errors.Is(err, uio.ErrNotADir) {
@@ -142,7 +144,9 @@ func (n *Node) fileNode(ctx context.Context, p string) (ipld.Node, error) {
 func (n *Node) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
 	switch f := f.(type) {
 	case files.Directory:
+		unixfsGlobals.RLock()
 		nd, err := n.addDir(ctx, f)
+		unixfsGlobals.RUnlock()
 		if err != nil {
 			return cid.Undef, fmt.Errorf("ipfs add: %w", err)
 		}

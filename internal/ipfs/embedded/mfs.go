@@ -59,6 +59,8 @@ func (n *Node) change(ctx context.Context, f func(ctx context.Context) error) er
 		if !state.CompareAndSwap(waiting, running) {
 			return
 		}
+		unixfsGlobals.RLock()
+		defer unixfsGlobals.RUnlock()
 		defer n.tree.trim()
 		n.used = time.Now()
 		n.changes++
@@ -80,6 +82,8 @@ func lookup[T any](ctx context.Context, n *Node, f func() (T, error)) (T, error)
 	return withContext(ctx, func() (T, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
+		unixfsGlobals.RLock()
+		defer unixfsGlobals.RUnlock()
 		defer n.tree.trim()
 		n.used = time.Now()
 		return f()
@@ -235,7 +239,9 @@ func (n *Node) checkpointNow(ctx context.Context) error {
 	err := n.checkRoom() // the directories it writes need room on the disk
 	var root cid.Cid
 	if err == nil {
+		unixfsGlobals.RLock()
 		root, err = n.tree.rootCID(ctx)
+		unixfsGlobals.RUnlock()
 	}
 	if err == nil {
 		err = n.journal.write() // so that the file holds every record the root holds

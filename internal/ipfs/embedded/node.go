@@ -167,6 +167,7 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		routing = libp2p.DHTServerOption
 	}
 	// The lifetime context of a Kubo node stops it when cancelled; Close does that here.
+	unixfsGlobals.Lock()
 	nd, err := core.NewNode(context.WithoutCancel(ctx), &core.BuildCfg{
 		Online:    !o.offline,
 		Permanent: true,
@@ -174,6 +175,7 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		Routing:   routing,
 		ExtraOpts: map[string]bool{"pubsub": false, "ipnsps": false},
 	})
+	unixfsGlobals.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("start ipfs node: %w", err)
 	}
@@ -222,6 +224,11 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 	}
 	return &Node{ipfs: nd, api: api, tree: t, local: local, path: o.Path, added: added, log: log}, nil
 }
+
+// unixfsGlobals guards boxo's unixfs package variables, which Kubo sets at every node
+// start (to the same values, Disco's import parameters), against the directory work of
+// the other nodes in the process: tests run several.
+var unixfsGlobals sync.RWMutex
 
 const closeTimeout = 30 * time.Second
 
