@@ -28,27 +28,3 @@ func TestBenchmarkRuns(t *testing.T) {
 		}
 	}
 }
-
-// TestFanoutBenchmarkRuns runs discobench -fanout, as docs/benchmark.md shows it, with
-// two pullers and a small image, and checks that it reports every figure. It checks no
-// target.
-func TestFanoutBenchmarkRuns(t *testing.T) {
-	t.Parallel()
-	cmd := exec.Command("go", "run", "../cmd/discobench", "-fanout", "2", "-size", "4", "-cap", "50", "-runs", "1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("discobench -fanout: %v\n%s", err, out)
-	}
-	for _, figure := range []string{"single pull", "last of 2", "last of 2 / single", "origin sent / image",
-		"puller received / image", "CPU s of the registries"} {
-		found := false
-		for line := range strings.Lines(string(out)) {
-			if strings.HasPrefix(line, figure+" ") && strings.Contains(line, "disco") {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("discobench -fanout reports no %q figure:\n%s", figure, out)
-		}
-	}
-}
