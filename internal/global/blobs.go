@@ -204,6 +204,11 @@ func (g *Global) stream(ctx context.Context, w http.ResponseWriter, name string,
 	switch {
 	case err == nil && n == size && v.Verified():
 		g.metrics.fetchedBytes.Add(float64(n))
+		// The client has the whole blob once the last bytes leave the buffer: linking
+		// it, which reads its leaves again and syncs the disk, need not hold them back.
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			g.log.Debug("flush streamed blob", "digest", d, "err", err)
+		}
 		if err := g.linkBlob(context.WithoutCancel(ctx), d, c, size); err != nil {
 			g.log.Error("link fetched blob", "digest", d, "err", err)
 		}
