@@ -223,6 +223,7 @@ func (n *Node) resolve(ctx context.Context, p string) (ipld.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
+	n.redial() // what the path leads to may be on a peer only
 	nd, err := n.api.ResolveNode(ctx, ip)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, contentError(err))

@@ -118,6 +118,7 @@ func (f *fetching) wait(ctx context.Context, c cid.Cid) (bool, error) {
 // Fetch implements ipfs.Node: the inner nodes of the DAG and its small leaves in one
 // bitswap session, level by level, then its other leaves as fetchLeaves does.
 func (n *Node) Fetch(ctx context.Context, c cid.Cid) error {
+	n.redial()
 	leaves, err := n.fetchInner(ctx, c)
 	if err == nil {
 		err = n.fetchLeaves(ctx, leaves, n.fetching.claim(leaves))

@@ -69,6 +69,7 @@ type Node struct {
 
 	// fetching records the leaves that fetches are getting from the network.
 	fetching fetching
+	redialer redialer
 
 	// added holds the small files added last, which are most often linked next: Link
 	// finds them here rather than reading them back from the blockstore.
@@ -222,7 +223,11 @@ func start(ctx context.Context, r repo.Repo, o Options) (*Node, error) {
 		nd.Close()
 		return nil, err
 	}
-	return &Node{ipfs: nd, api: api, tree: t, local: local, path: o.Path, added: added, log: log}, nil
+	n := &Node{ipfs: nd, api: api, tree: t, local: local, path: o.Path, added: added, log: log}
+	if !o.offline {
+		n.redialer.peers = cfg.Peering.Peers
+	}
+	return n, nil
 }
 
 // unixfsGlobals guards boxo's unixfs package variables, which Kubo sets at every node
