@@ -28,11 +28,32 @@ func (n *Node) Stat(ctx context.Context, p string) (ipfs.Entry, error) {
 	if !ipfs.IsIPFSPath(p) {
 		return n.statMFS(ctx, p)
 	}
+	segments := path.StringToSegments(p)
+	if e, ok := n.statLocalLeaf(ctx, segments); ok {
+		return e, nil
+	}
 	nd, err := n.resolve(ctx, p)
 	if err != nil {
 		return ipfs.Entry{}, err
 	}
-	return nodeEntry(path.StringToSegments(p), nd)
+	return nodeEntry(segments, nd)
+}
+
+// statLocalLeaf describes the raw block of /ipfs/<cid> from its size in the blockstore,
+// if it is local, without reading it: linking a fetched blob stats each of its leaves.
+func (n *Node) statLocalLeaf(ctx context.Context, segments []string) (ipfs.Entry, bool) {
+	if len(segments) != 2 {
+		return ipfs.Entry{}, false
+	}
+	c, err := cid.Decode(segments[1])
+	if err != nil || c.Type() != cid.Raw {
+		return ipfs.Entry{}, false
+	}
+	size, err := n.ipfs.Blockstore.GetSize(ctx, c)
+	if err != nil {
+		return ipfs.Entry{}, false // not local, or unreadable: resolving says which
+	}
+	return ipfs.Entry{CID: c, Name: segments[1], Size: int64(size)}, true
 }
 
 // List implements ipfs.Node.

@@ -356,6 +356,18 @@ func testIPFSPaths(t *testing.T, ctx context.Context, n ipfs.Node, dir string) {
 	if got := readAll(t, ctx, n, root+"/d/big", 1<<20); !bytes.Equal(got, big[1<<20:]) {
 		t.Errorf("Read(big, 1MiB) = %d bytes", len(got))
 	}
+	// A raw leaf by its own CID: the last 5 bytes of big.
+	e, err := n.Stat(ctx, root+"/d/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := n.Links(ctx, e.CID)
+	if err != nil || len(links) != 2 {
+		t.Fatalf("Links(big) = %+v, %v", links, err)
+	}
+	if e, err := n.Stat(ctx, "/ipfs/"+links[1].CID.String()); err != nil || e.Size != 5 || e.IsDir || e.CID != links[1].CID {
+		t.Errorf("Stat(leaf) = %+v, %v; want 5 bytes", e, err)
+	}
 	// Content placed in MFS keeps its CID.
 	if err := n.Link(ctx, dir+"/copy", c); err != nil {
 		t.Fatal(err)
