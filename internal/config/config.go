@@ -363,9 +363,22 @@ func (c *Config) checkProxy() error {
 	}
 	u, err := url.Parse(p.RemoteURL)
 	if err != nil {
-		return fmt.Errorf("proxy.remoteurl: %w", err)
+		// Never the URL, nor what url.Parse says of it, which quotes it or parts of it:
+		// user info in it holds a password.
+		if strings.Contains(p.RemoteURL, "@") {
+			return errors.New("proxy.remoteurl: not a URL; credentials go in proxy.username and proxy.password, not in the URL")
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("proxy.remoteurl: not a URL: %w", err)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.User != nil {
+	if u.User != nil {
+		// Never repeated, in a message or elsewhere: the credentials would go with it.
+		return fmt.Errorf("proxy.remoteurl: %s://%s has credentials in it; set proxy.username and proxy.password instead", u.Scheme, u.Host)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
 		return fmt.Errorf("proxy.remoteurl: %q is not the base URL of a registry, such as https://registry-1.docker.io", p.RemoteURL)
 	}
 	if p.Exec != nil {

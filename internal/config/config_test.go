@@ -222,6 +222,27 @@ func TestProxySection(t *testing.T) {
 	}
 }
 
+// TestProxyURLCredentials: credentials in proxy.remoteurl are refused, and the message
+// that says so, which goes to the terminal and the logs, does not repeat them.
+func TestProxyURLCredentials(t *testing.T) {
+	for _, remote := range []string{
+		"https://puller:pw-Zq81x@registry.example.com",
+		"https://puller:pw-Zq81x@registry.example.com/v2/library", // not a base URL either
+		"https://puller:pw%Zq81x@registry.example.com",            // not a URL
+		"https://puller:pw Zq81x@registry.example.com",
+		"https://puller:pw-Zq81x@registry example.com",
+	} {
+		_, err := Parse([]byte("proxy:\n  remoteurl: "+remote+"\n"), env(nil))
+		if err == nil || !strings.Contains(err.Error(), "proxy.remoteurl") {
+			t.Errorf("proxy.remoteurl %s: %v, want an error naming proxy.remoteurl", remote, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "Zq") {
+			t.Errorf("proxy.remoteurl %s: the error repeats the password: %v", remote, err)
+		}
+	}
+}
+
 func TestUISection(t *testing.T) {
 	for _, tt := range []struct {
 		yaml string

@@ -45,9 +45,14 @@ type upstream struct {
 }
 
 func newUpstream(remoteURL, username, password string, timeout time.Duration) (*upstream, error) {
+	// The URL, kept for messages and hashed into the peers' protocol name, must hold no
+	// credentials; an error about it does not quote it.
 	u, err := url.Parse(remoteURL)
 	if err != nil {
-		return nil, err
+		return nil, errors.New("proxy.remoteurl: not a URL")
+	}
+	if u.User != nil {
+		return nil, errors.New("proxy.remoteurl: credentials in the URL; give them as the username and password")
 	}
 	var opts []name.Option
 	if u.Scheme == "http" {
