@@ -33,27 +33,38 @@ import (
 type upstream struct {
 	*httptest.Server
 	user, password string
+	reg            http.Handler // the registry behind the credentials
 
 	mu           sync.Mutex
 	blobGets     map[string]int // by digest
 	manifestGets map[string]int // by digest or tag
-	delay        time.Duration  // before every answer
+	requests     []upstreamRequest
+	delay        time.Duration // before every answer
+	blobsAt      string        // if set, the base URL blob GETs are redirected to, as to a CDN
+}
+
+// upstreamRequest is a request the upstream got.
+type upstreamRequest struct {
+	method, path string
+	authorized   bool // it came with an Authorization header
 }
 
 func newUpstream(t *testing.T, user, password string) *upstream {
 	t.Helper()
 	u := &upstream{user: user, password: password, blobGets: map[string]int{}, manifestGets: map[string]int{}}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	u.reg = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
-		delay := u.delay
+		delay, blobsAt := u.delay, u.blobsAt
 		last := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		isBlob := strings.Contains(r.URL.Path, "/blobs/sha256:")
 		switch {
-		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:"):
+		case r.Method == http.MethodGet && isBlob:
 			u.blobGets[last]++
 		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/"):
 			u.manifestGets[last]++
 		}
+		u.requests = append(u.requests, upstreamRequest{r.Method, r.URL.Path, r.Header.Get("Authorization") != ""})
 		u.mu.Unlock()
 		time.Sleep(delay)
 		if user, password, _ := r.BasicAuth(); u.user != "" && (user != u.user || password != u.password) {
@@ -61,7 +72,11 @@ func newUpstream(t *testing.T, user, password string) *upstream {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		reg.ServeHTTP(w, r)
+		if blobsAt != "" && r.Method == http.MethodGet && isBlob {
+			http.Redirect(w, r, blobsAt+r.URL.Path, http.StatusTemporaryRedirect)
+			return
+		}
+		u.reg.ServeHTTP(w, r)
 	}))
 	t.Cleanup(u.Close)
 	return u
