@@ -19,8 +19,9 @@ import (
 	"time"
 )
 
-// Daemon is a Kubo daemon run by a test, with its own IPFS_PATH, API, gateway and swarm.
-// It is stopped by its PID when the test ends.
+// Daemon is a Kubo daemon run by a test (New) or a command (Init), with its own IPFS_PATH,
+// API, gateway and swarm. It is stopped by its PID when the test ends, or by the
+// command's Stop.
 type Daemon struct {
 	ID          string // its peer ID
 	SwarmPort   int
@@ -28,7 +29,7 @@ type Daemon struct {
 	GatewayPort int
 	Log         string // the daemon's output, across restarts
 
-	t     testing.TB
+	t     testing.TB // nil for a command's daemon
 	bin   string
 	env   []string
 	peers []string
@@ -45,17 +46,36 @@ const readyTimeout = time.Minute
 // stopTimeout is how long a daemon may take to stop after SIGTERM, before SIGKILL.
 const stopTimeout = 30 * time.Second
 
-// New initialises a Kubo repository and configures it; Start runs the daemon.
+// New initialises a Kubo repository in a temporary directory of t and configures it;
+// Start runs the daemon, which is stopped when t ends.
 func New(t testing.TB) *Daemon {
 	t.Helper()
-	dir := t.TempDir()
-	d := &Daemon{t: t, bin: Kubo.Path(t), Log: filepath.Join(dir, "kubo.log")}
+	d, err := Init(Kubo.Path(t), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.t = t
+	t.Cleanup(d.cleanup)
+	return d
+}
+
+// Init initialises a Kubo repository in dir, with the binary bin (Kubo.Build), and
+// configures it as New does, for a command rather than a test: Launch runs the daemon,
+// and the caller stops it with Stop, even after Launch failed. Run, Add, Start, Restart,
+// Pause and SetAPIPort fail a test, and are for New's daemons; Try is for both.
+func Init(bin, dir string) (*Daemon, error) {
+	d := &Daemon{bin: bin, Log: filepath.Join(dir, "kubo.log")}
 	// IPFS_TELEMETRY=off as well as the plugin's config: the telemetry plugin reports to
 	// an outside server unless told not to.
 	d.env = append(CleanEnv("IPFS_", "HOME", "LIBP2P_"),
 		"IPFS_PATH="+filepath.Join(dir, "repo"), "IPFS_TELEMETRY=off", "HOME="+dir)
-	d.Run("init", "--profile", "test", "--empty-repo")
-	ports := FreePorts(t, 3)
+	if _, err := d.Try("init", "--profile", "test", "--empty-repo"); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
 	d.SwarmPort, d.APIPort, d.GatewayPort = ports[0], ports[1], ports[2]
 	for _, kv := range [][2]string{
 		{"Plugins.Plugins.telemetry.Config.Mode", `"off"`},
@@ -80,11 +100,15 @@ func New(t testing.TB) *Daemon {
 		{"HTTPRetrieval.Enabled", `false`},
 		{"Pubsub.Enabled", `false`},
 	} {
-		d.Run("config", "--json", kv[0], kv[1])
+		if _, err := d.Try("config", "--json", kv[0], kv[1]); err != nil {
+			return nil, err
+		}
 	}
-	d.ID = d.Run("config", "Identity.PeerID")
-	t.Cleanup(d.cleanup)
-	return d
+	d.ID, err = d.Try("config", "Identity.PeerID")
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // PeerAddr is the daemon's swarm address with /p2p/<id>, for the peers of other nodes.
@@ -109,10 +133,16 @@ func (d *Daemon) APIAddr() string { return fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 
 // Start runs the daemon, peered with peers (full multiaddrs with /p2p/<id>), and waits
 // until it is ready.
 func (d *Daemon) Start(peers ...string) {
-	t := d.t
-	t.Helper()
+	d.t.Helper()
+	if err := d.Launch(peers...); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// Launch is Start for a command: it returns what Start fails the test with.
+func (d *Daemon) Launch(peers ...string) error {
 	if d.running() {
-		t.Fatalf("ipfs daemon (PID %d) started twice", d.proc.Pid)
+		return fmt.Errorf("ipfs daemon (PID %d) started twice", d.proc.Pid)
 	}
 	type peer struct {
 		ID    string
@@ -122,20 +152,22 @@ func (d *Daemon) Start(peers ...string) {
 	for _, p := range peers {
 		addr, id, ok := strings.Cut(p, "/p2p/")
 		if !ok {
-			t.Fatalf("peer address %s has no /p2p/<id>", p)
+			return fmt.Errorf("peer address %s has no /p2p/<id>", p)
 		}
 		ps = append(ps, peer{ID: id, Addrs: []string{addr}})
 	}
 	b, err := json.Marshal(ps)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	d.Run("config", "--json", "Peering.Peers", string(b))
+	if _, err := d.Try("config", "--json", "Peering.Peers", string(b)); err != nil {
+		return err
+	}
 	d.peers = peers
 
 	log, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	from, _ := log.Seek(0, io.SeekEnd)
 	cmd := exec.Command(d.bin, "daemon", "--migrate=false")
@@ -144,7 +176,7 @@ func (d *Daemon) Start(peers ...string) {
 	err = cmd.Start()
 	log.Close()
 	if err != nil {
-		t.Fatalf("start ipfs daemon: %v", err)
+		return fmt.Errorf("start ipfs daemon: %w", err)
 	}
 	d.proc, d.done = cmd.Process, make(chan struct{})
 	go func() {
@@ -153,15 +185,23 @@ func (d *Daemon) Start(peers ...string) {
 	}()
 	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(100 * time.Millisecond) {
 		if !d.running() {
-			t.Fatalf("ipfs daemon exited before it was ready; log %s:\n%s", d.Log, Tail(d.Log))
+			return fmt.Errorf("ipfs daemon exited before it was ready; log %s:\n%s", d.Log, Tail(d.Log))
 		}
 		if b, _ := os.ReadFile(d.Log); int64(len(b)) > from && bytes.Contains(b[from:], []byte("Daemon is ready")) {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ipfs daemon (PID %d) not ready after %s; log %s:\n%s", d.proc.Pid, readyTimeout, d.Log, Tail(d.Log))
+			return fmt.Errorf("ipfs daemon (PID %d) not ready after %s; log %s:\n%s", d.proc.Pid, readyTimeout, d.Log, Tail(d.Log))
 		}
 	}
+}
+
+// PID is the running daemon's process ID, 0 when it does not run.
+func (d *Daemon) PID() int {
+	if !d.running() {
+		return 0
+	}
+	return d.proc.Pid
 }
 
 // Stop stops the daemon with SIGTERM, then SIGKILL if it has not exited within
@@ -175,7 +215,7 @@ func (d *Daemon) Stop() {
 	select {
 	case <-d.done:
 	case <-time.After(stopTimeout):
-		d.t.Logf("ipfs daemon (PID %d) still running %s after SIGTERM: killing it", d.proc.Pid, stopTimeout)
+		d.logf("ipfs daemon (PID %d) still running %s after SIGTERM: killing it", d.proc.Pid, stopTimeout)
 		d.Kill()
 	}
 }
@@ -264,19 +304,36 @@ func (d *Daemon) cleanup() {
 	}
 }
 
+// logf logs to the test, or to stderr for a command.
+func (d *Daemon) logf(format string, args ...any) {
+	if d.t != nil {
+		d.t.Logf(format, args...)
+	} else {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+	}
+}
+
 // FreePorts returns n distinct TCP ports free on 127.0.0.1 at the time of the call.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
+	ports, err := freePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+func freePorts(n int) ([]int, error) {
 	var ports []int
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		defer l.Close()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	return ports
+	return ports, nil
 }
 
 // Tail returns the last lines of the file at path, for a failing test's output.
