@@ -5,8 +5,11 @@
 //	go run ./cmd/discobench [-size MiB] [-n images] [-runs n] [-keep]
 //	go run ./cmd/discobench -growth images [-batch images] [-tags n] [-runs n] [-keep]
 //	go run ./cmd/discobench -fanout n [-cap Mbit/s] [-size MiB] [-runs n] [-keep]
+//	go run ./cmd/discobench -mirrors n [-cap Mbit/s] [-size MiB] [-runs n] [-keep]
 //
-// With -growth, it measures instead how costs grow with the registry: see growth.
+// With -growth, it measures instead how costs grow with the registry: see growth. With
+// -fanout and -mirrors, registries in network namespaces behind a capped link: see
+// fanout.go and mirrors.go.
 //
 // It builds ./cmd/disco and Distribution's cmd/registry, starts both on free loopback
 // ports (the reference on the filesystem driver), each in a temporary directory, and
@@ -28,6 +31,7 @@ import (
 	"time"
 
 	"github.com/discoregistry/disco/internal/kubotest"
+	"github.com/discoregistry/disco/internal/netns"
 )
 
 func main() {
@@ -41,9 +45,11 @@ func main() {
 	flag.IntVar(&g.tags, "tags", 0, "with -growth, the tags of the repository whose tag list is read (default: as many as images)")
 	var f fanOptions
 	flag.IntVar(&f.n, "fanout", 0, "instead, pull one image by CID on this many Discos at once (see fanout.go; needs root)")
-	flag.Int64Var(&f.capMbit, "cap", 100, "with -fanout: the origin's egress, in Mbit/s")
+	flag.IntVar(&f.mirrors, "mirrors", 0, "instead, pull one image through this many mirrors of one upstream at once (see mirrors.go; needs root)")
+	flag.Int64Var(&f.capMbit, "cap", 100, "with -fanout: the origin's egress; with -mirrors: the upstream's; in Mbit/s")
 	flag.Parse()
-	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 || g.n < 0 || g.batch < 0 || g.tags < 0 || f.n < 0 || f.capMbit <= 0 {
+	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 || g.n < 0 || g.batch < 0 || g.tags < 0 || f.n < 0 || f.capMbit <= 0 ||
+		f.mirrors < 0 || f.n > 0 && f.mirrors > 0 || f.n+2 > netns.MaxNamespaces || 2*f.mirrors+1 > netns.MaxNamespaces {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -61,10 +67,11 @@ func main() {
 	}
 }
 
-// fanOptions are the flags of -fanout.
+// fanOptions are the flags of -fanout and -mirrors.
 type fanOptions struct {
 	n       int   // Discos pulling at once
-	capMbit int64 // the origin's egress
+	mirrors int   // mirrors pulling through at once
+	capMbit int64 // the origin's or the upstream's egress
 }
 
 func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOptions, f fanOptions) (err error) {
@@ -94,6 +101,9 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 
 	if f.n > 0 {
 		return runFanout(ctx, tmp, disco, reference, f.n, size, f.capMbit, runs)
+	}
+	if f.mirrors > 0 {
+		return runMirrors(ctx, tmp, disco, reference, f.mirrors, size, f.capMbit, runs)
 	}
 
 	var started []*registry
