@@ -37,7 +37,34 @@ type registry struct {
 // startDisco starts disco with its own HOME in dir and an embedded node on loopback,
 // peered with the nodes of peers.
 func startDisco(ctx context.Context, bin, dir string, peers ...*registry) (*registry, error) {
-	var ports [3]int
+	swarm, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	var addrs []string
+	for _, p := range peers {
+		addrs = append(addrs, p.ipfs)
+	}
+	r, err := launchDisco(ctx, bin, dir, fmt.Sprintf(`    node:
+      swarm: [/ip4/127.0.0.1/tcp/%d]
+      peers: [%s]
+`, swarm, strings.Join(addrs, ", ")))
+	if err != nil {
+		return nil, err
+	}
+	id, err := discoID(ctx, bin, append(r.env, "REGISTRY_CONFIGURATION_PATH="+filepath.Join(dir, "config.yml")))
+	if err != nil {
+		r.stop()
+		return nil, err
+	}
+	r.ipfs = id
+	return r, nil
+}
+
+// launchDisco starts disco with its own HOME in dir, on free loopback ports, with ipfs
+// as the body of its storage.ipfs section.
+func launchDisco(ctx context.Context, bin, dir, ipfs string) (*registry, error) {
+	var ports [2]int
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -47,32 +74,19 @@ func startDisco(ctx context.Context, bin, dir string, peers ...*registry) (*regi
 	}
 	r := &registry{name: "disco", dir: dir, host: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		debug: fmt.Sprintf("127.0.0.1:%d", ports[1])}
-	var addrs []string
-	for _, p := range peers {
-		addrs = append(addrs, p.ipfs)
-	}
 	// http.addr gives only the host; the port is $DISCO_PORT.
 	config := fmt.Sprintf(`version: 0.1
 log: {level: warn, accesslog: {disabled: true}}
 storage:
   ipfs:
-    node:
-      swarm: [/ip4/127.0.0.1/tcp/%d]
-      peers: [%s]
-http:
+%shttp:
   addr: 127.0.0.1:5000
   debug: {addr: %s}
-`, ports[2], strings.Join(addrs, ", "), r.debug)
+`, ipfs, r.debug)
 	env := []string{"HOME=" + dir, "DISCO_PORT=" + strconv.Itoa(ports[0])}
 	if err := r.start(ctx, bin, config, env); err != nil {
 		return nil, err
 	}
-	id, err := discoID(ctx, bin, append(env, "REGISTRY_CONFIGURATION_PATH="+filepath.Join(dir, "config.yml")))
-	if err != nil {
-		r.stop()
-		return nil, err
-	}
-	r.ipfs = id
 	return r, nil
 }
 
