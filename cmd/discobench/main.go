@@ -3,13 +3,15 @@
 // run, and prints each figure with the ratio disco/reference.
 //
 //	go run ./cmd/discobench [-size MiB] [-n images] [-runs n] [-keep]
+//	go run ./cmd/discobench -kubo [-size MiB] [-n images] [-runs n] [-keep]
 //	go run ./cmd/discobench -growth images [-batch images] [-tags n] [-runs n] [-keep]
 //	go run ./cmd/discobench -fanout n [-cap Mbit/s] [-size MiB] [-runs n] [-keep]
 //	go run ./cmd/discobench -mirrors n [-cap Mbit/s] [-size MiB] [-runs n] [-keep]
 //
 // With -growth, it measures instead how costs grow with the registry: see growth. With
 // -fanout and -mirrors, registries in network namespaces behind a capped link: see
-// fanout.go and mirrors.go.
+// fanout.go and mirrors.go. With -kubo, Disco runs over a Kubo daemon instead of an
+// embedded node: see kubo.go.
 //
 // It builds ./cmd/disco and Distribution's cmd/registry, starts both on free loopback
 // ports (the reference on the filesystem driver), each in a temporary directory, and
@@ -51,6 +53,10 @@ func main() {
 	if flag.NArg() > 0 || *size <= 0 || *n <= 0 || *runs <= 0 || g.n < 0 || g.batch < 0 || g.tags < 0 || f.n < 0 || f.capMbit <= 0 ||
 		f.mirrors < 0 || f.n > 0 && f.mirrors > 0 || f.n+2 > netns.MaxNamespaces || 2*f.mirrors+1 > netns.MaxNamespaces {
 		flag.Usage()
+		os.Exit(2)
+	}
+	if *overKubo && (g.n > 0 || f.n > 0 || f.mirrors > 0) {
+		fmt.Fprintln(os.Stderr, "discobench: -kubo is for the default workloads, not -growth, -fanout or -mirrors")
 		os.Exit(2)
 	}
 	if g.n > 0 {
@@ -106,6 +112,17 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 		return runMirrors(ctx, tmp, disco, reference, f.mirrors, size, f.capMbit, runs)
 	}
 
+	startD := startDisco
+	if *overKubo {
+		k, err := startKubo(tmp)
+		if k != nil {
+			defer k.Stop() // after the Discos over it
+		}
+		if err != nil {
+			return err
+		}
+		startD = discoOver(k.APIURL())
+	}
 	var started []*registry
 	defer func() {
 		for _, r := range started {
@@ -135,7 +152,7 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 		s.reg, err = s.newRegistry(ctx)
 		return s, err
 	}
-	d, err := newSide("disco", disco, startDisco)
+	d, err := newSide("disco", disco, startD)
 	if err != nil {
 		return err
 	}
@@ -148,6 +165,9 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 		return growth(ctx, newWorkloads(size, n), d, r, g)
 	}
 	ws := newWorkloads(size, n).list()
+	if *overKubo {
+		ws = kuboWorkloads(ws)
+	}
 	values, err := measure(ctx, ws, d, r, runs)
 	if err != nil {
 		return err
