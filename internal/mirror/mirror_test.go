@@ -323,7 +323,8 @@ func TestWrongCredentials(t *testing.T) {
 }
 
 // TestFromPeer pulls an image through one mirror, then through a second one peered with
-// it: the second gets every blob from the first, over IPFS.
+// it: between them they fetch each part of the image from the upstream once, and each
+// gets from the other, over IPFS, what the other fetched.
 func TestFromPeer(t *testing.T) {
 	u := newUpstream(t, "", "")
 	img := randomImage(t, 3<<20, 2)
@@ -344,12 +345,21 @@ func TestFromPeer(t *testing.T) {
 		}
 	}
 	// Which of A and B fetched what from the upstream is their choice; between them they
-	// fetched the manifest and the 3 blobs once.
-	if got := fetches(t, a, "upstream") + fetches(t, b, "upstream"); got != 4 {
-		t.Errorf("A and B fetched %v manifests and blobs from the upstream, want 4", got)
+	// fetched the manifest and the 3 blobs once. B lists A as a peer, so A, pulling
+	// first, has B fetch the parts whose turn is B's (rendezvous hashing of the digest
+	// and the peer IDs, which change at every run), and gets them from B; A fetches its
+	// own turns, and those it asks for before B's connection is up and identified. B may
+	// have fetched all 4 for A (about 1 run in 16), and then gets nothing from A.
+	upA, upB := fetches(t, a, "upstream"), fetches(t, b, "upstream")
+	t.Logf("from the upstream, A fetched %v manifests and blobs, B %v", upA, upB)
+	if upA+upB != 4 {
+		t.Errorf("A and B fetched %v manifests and blobs from the upstream, want 4", upA+upB)
 	}
-	if got := fetches(t, b, "peer"); got == 0 {
-		t.Errorf("B fetched nothing from A")
+	if got := fetches(t, b, "peer"); got != upA {
+		t.Errorf("B fetched %v manifests and blobs from A, which fetched %v from the upstream", got, upA)
+	}
+	if got := fetches(t, a, "peer"); got != upB {
+		t.Errorf("A fetched %v manifests and blobs from B, which fetched %v from the upstream", got, upB)
 	}
 }
 
