@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path"
@@ -57,6 +58,13 @@ func Start(t *testing.T, extra string, peers ...*Disco) *Disco {
 // the test or benchmark ends, or when Stop is called.
 func StartIn(t testing.TB, home, extra string, peers ...*Disco) *Disco {
 	t.Helper()
+	return StartLogged(t, home, extra, nil, peers...)
+}
+
+// StartLogged starts a Disco as StartIn does, with Disco's own log lines going to log
+// (nil discards them).
+func StartLogged(t testing.TB, home, extra string, log *slog.Logger, peers ...*Disco) *Disco {
+	t.Helper()
 	quietLibrary.Do(func() { logrus.SetOutput(io.Discard) }) // Distribution's request logs
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -88,7 +96,7 @@ func StartIn(t testing.TB, home, extra string, peers ...*Disco) *Disco {
 		t.Fatal(err)
 	}
 	metrics := prometheus.NewRegistry()
-	a, err := app.Open(ctx, c, app.Options{Metrics: metrics})
+	a, err := app.Open(ctx, c, app.Options{Log: log, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,12 +20,8 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/discoregistry/disco/internal/app"
-	"github.com/discoregistry/disco/internal/config"
 	"github.com/discoregistry/disco/internal/disctest"
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/mirror"
@@ -79,7 +74,8 @@ func TestCredentialsStay(t *testing.T) {
 	c := disctest.Start(t, "")
 	var slogged lockedBuffer
 	homeA := t.TempDir()
-	a := startLogged(t, homeA, fmt.Sprintf("proxy: {remoteurl: %s, username: %s, password: %s}", u.URL, user, password), &slogged, b, c)
+	debug := slog.New(slog.NewTextHandler(&slogged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a := disctest.StartLogged(t, homeA, fmt.Sprintf("log: {level: debug}\nproxy: {remoteurl: %s, username: %s, password: %s}", u.URL, user, password), debug, b, c)
 	var logged lockedBuffer // Distribution's log, at debug level
 	logrus.SetOutput(&logged)
 	level := logrus.GetLevel()
@@ -316,60 +312,4 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// startLogged starts a Disco in home as disctest.StartIn does, with Disco's own log, at
-// debug level, written to log.
-func startLogged(t *testing.T, home, extra string, log io.Writer, peers ...*disctest.Disco) *disctest.Disco {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var peerAddrs []string
-	for _, p := range peers {
-		id, err := p.Node.Identity(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		peerAddrs = append(peerAddrs, id.Addresses...)
-	}
-	conf := map[string]any{
-		"log":     map[string]any{"level": "debug", "accesslog": map[string]any{"disabled": true}},
-		"storage": map[string]any{"delete": map[string]any{"enabled": true}, "ipfs": map[string]any{"node": map[string]any{"swarm": []string{"/ip4/127.0.0.1/tcp/0"}, "peers": peerAddrs}}},
-	}
-	var more map[string]any
-	if err := yaml.Unmarshal([]byte(extra), &more); err != nil {
-		t.Fatalf("extra configuration: %v", err)
-	}
-	disctest.Merge(conf, more)
-	b, err := yaml.Marshal(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Parse(b, func(k string) string {
-		return map[string]string{"HOME": home, "DISCO_PORT": "0"}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics := prometheus.NewRegistry()
-	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d, err := app.Open(ctx, c, app.Options{Log: logger, Metrics: metrics})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Server.Serve(sctx, ln) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		d.Close()
-	})
-	return &disctest.Disco{Host: ln.Addr().String(), Node: d.Node, Metrics: metrics, Uploads: c.IPFS.Uploads, Store: d.Store}
 }
