@@ -215,7 +215,7 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "data"), r.host) + extra
-	if err := r.start(ctx, bin, config, []string{"HOME=" + dir}); err != nil {
+	if err := r.start(ctx, bin, config, []string{"HOME=" + dir, "OTEL_TRACES_EXPORTER=none"}); err != nil {
 		return nil, err
 	}
 	b.started = append(b.started, r)

@@ -121,7 +121,7 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "data"), r.host)
-	if err := r.start(ctx, bin, config, []string{"HOME=" + dir}); err != nil {
+	if err := r.start(ctx, bin, config, []string{"HOME=" + dir, "OTEL_TRACES_EXPORTER=none"}); err != nil {
 		return nil, err
 	}
 	return r, nil
