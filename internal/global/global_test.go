@@ -296,7 +296,14 @@ func TestBigBlobStreamed(t *testing.T) {
 	layers, _ := img.Layers()
 	ld, _ := layers[0].Digest()
 	d := digest.Digest(ld.String())
-	if _, err := b.Node.Stat(context.Background(), layout.Blob(d)); err != nil {
+	// The client has the layer before B links it (TestStreamEndsBeforeLink): wait for that.
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err = b.Node.Stat(context.Background(), layout.Blob(d)); err == nil {
+			break
+		}
+	}
+	if err != nil {
 		t.Errorf("the streamed layer was not kept: %v", err)
 	}
 
