@@ -54,7 +54,7 @@ var (
 // startImport starts importing, after what s holds, what is handed to it.
 func startImport(node ipfs.Node, s *spooled) *importer {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := newPipe(s.save)
+	p := newPipe(func() error { return s.save(ctx, node) })
 	im := &importer{p: p, cancel: cancel, done: make(chan struct{}), size: s.size()}
 	go func() {
 		defer close(im.done)

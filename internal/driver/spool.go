@@ -103,6 +103,7 @@ type spooled struct {
 	hold  string // what the node holds the upload's chunks under (see ipfs.Holder)
 	parts []ipfs.Part
 	saved int    // parts written to the parts file
+	held  int    // parts the node holds (see save)
 	chunk []byte // the chunk in progress
 
 	// Chunks are added addsInFlight at a time, so that one waiting on the disk does not
@@ -171,7 +172,7 @@ func (s *spooled) readParts(n uint64) error {
 	if uint64(len(s.parts)) < n {
 		return fmt.Errorf("%s: %d parts, want %d", partsFile, len(s.parts), n)
 	}
-	s.saved = len(s.parts)
+	s.saved, s.held = len(s.parts), len(s.parts)
 	if used < len(b) {
 		return os.Truncate(name, int64(used))
 	}
@@ -215,7 +216,7 @@ func (s *spooled) addChunk(ctx context.Context, node ipfs.Node) {
 			default: // the first chunk's buffer, one too many
 			}
 		}()
-		c, err := ipfs.AddHeld(ctx, node, s.hold, files.NewBytesFile(b))
+		c, err := node.Add(ctx, files.NewBytesFile(b))
 		s.mu.Lock()
 		s.parts[i].CID = c
 		s.mu.Unlock()
@@ -250,14 +251,28 @@ func (s *spooled) room() []byte {
 	return s.chunk[len(s.chunk):cap(s.chunk)]
 }
 
+// holdNew waits for the chunks being added, then has the node hold those it does not
+// hold yet (see ipfs.Holder).
+func (s *spooled) holdNew(ctx context.Context, node ipfs.Node) error {
+	if err := s.wait(); err != nil {
+		return err
+	}
+	if err := ipfs.HoldParts(ctx, node, s.hold, s.parts[s.held:]); err != nil {
+		return fmt.Errorf("hold the upload's chunks: %w", err)
+	}
+	s.held = len(s.parts)
+	return nil
+}
+
 // wait waits for the chunks being added, and returns the first error of any add since
 // the spool was opened (an errgroup.Group keeps it).
 func (s *spooled) wait() error { return s.adds.Wait() }
 
-// save writes the parts added since the last save, then the chunk in progress. It lets go
-// of the buffers not in use: the upload may wait a while for its next part.
-func (s *spooled) save() error {
-	if err := s.wait(); err != nil {
+// save has the node hold the parts added since the last save, then writes them, then the
+// chunk in progress. It lets go of the buffers not in use: the upload may wait a while
+// for its next part.
+func (s *spooled) save(ctx context.Context, node ipfs.Node) error {
+	if err := s.holdNew(ctx, node); err != nil {
 		return err
 	}
 	for len(s.free) > 0 {

@@ -3,7 +3,6 @@ package ipfs
 import (
 	"context"
 
-	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
 )
 
@@ -17,9 +16,13 @@ import (
 // node, until the hold is released. Holds are named by absolute paths, and releasing one
 // releases the holds below it too, so that deleting a directory of uploads can release
 // every hold of the uploads in it. An upload is held under its own path (its MFS path,
-// unique on the node however many Discos share it):
+// unique on the node however many Discos share it). A hold costs the node writes, so the
+// chunks a request brought are held together, before the request is answered: a
+// collection in the meantime fails the hold, and the request, rather than the upload
+// later.
 //
-//	c, err := ipfs.AddHeld(ctx, node, hold, chunk)  // each chunk, as it is added
+//	c, err := node.Add(ctx, chunk)                  // each chunk, as it arrives
+//	err = ipfs.HoldParts(ctx, node, hold, parts)    // those of the request, at its end
 //	c, err = node.Join(ctx, parts)
 //	err = ipfs.Hold(ctx, node, hold, c)             // the joined file, until Link
 //	err = node.Link(ctx, p, c)
@@ -29,25 +32,27 @@ import (
 // Disco's own collection keeps the chunks of the uploads in progress.
 type Holder interface {
 	// Hold keeps the DAG c from garbage collection until hold, or a hold above it, is
-	// released. c must be local already: if its root is not, as when a collection
-	// removed it after it was added and before it was held, Hold fails with an error
-	// that matches ErrNotFound rather than wait for the network.
+	// released. c must be local already, every block of it: if one is not, as when a
+	// collection removed it after it was added and before it was held, Hold fails with
+	// an error that matches ErrNotFound rather than wait for the network.
 	Hold(ctx context.Context, hold string, c cid.Cid) error
 	// Release ends hold and the holds below it. What they kept goes with the next
 	// collection, unless MFS links it. Releasing what holds nothing is no error.
 	Release(ctx context.Context, hold string) error
 }
 
-// AddHeld adds f to n and, if n is a Holder, holds it under hold.
-func AddHeld(ctx context.Context, n Node, hold string, f files.Node) (cid.Cid, error) {
-	c, err := n.Add(ctx, f)
+// HoldParts holds parts, the chunks of a file being imported, under hold if n is a
+// Holder: joined into one DAG (which costs one small block), they take one hold.
+func HoldParts(ctx context.Context, n Node, hold string, parts []Part) error {
+	h, ok := n.(Holder)
+	if !ok || len(parts) == 0 {
+		return nil
+	}
+	c, err := n.Join(ctx, parts)
 	if err != nil {
-		return cid.Undef, err
+		return err
 	}
-	if err := Hold(ctx, n, hold, c); err != nil {
-		return cid.Undef, err
-	}
-	return c, nil
+	return h.Hold(ctx, hold, c)
 }
 
 // Hold holds c under hold if n is a Holder.

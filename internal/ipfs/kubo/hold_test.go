@@ -18,8 +18,8 @@ import (
 	"github.com/discoregistry/disco/internal/kubotest"
 )
 
-// TestHoldSurvivesGC uploads a file as the driver does, chunk by chunk with its chunks
-// held, and runs the daemon's garbage collection between the adds and the Link, with a
+// TestHoldSurvivesGC uploads a file as the driver does, chunk by chunk, with its chunks
+// held two at a time as requests would bring them, and runs the daemon's garbage collection between the adds and the Link, with a
 // restart of the daemon on the way: the file must be whole. A chunk added without a hold
 // goes with the first collection, and the held ones with the first after their hold is
 // released and the file unlinked, which shows that the collections collect.
@@ -27,16 +27,25 @@ func TestHoldSurvivesGC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d, n := start(t)
-	const hold = "/disco/uploads/u1/data"
+	// As long as the path of an upload in a repository with a name of 255 characters.
+	hold := "/disco/uploads/" + strings.Repeat("r", 255) + "/_uploads/u1/data"
 	b := ipfstest.Content(3<<20+5, 21)
 	var parts []ipfs.Part
 	for off := 0; off < len(b); off += ipfs.Import.ChunkSize {
 		part := b[off:min(off+ipfs.Import.ChunkSize, len(b))]
-		c, err := ipfs.AddHeld(ctx, n, hold, files.NewBytesFile(part))
+		c, err := n.Add(ctx, files.NewBytesFile(part))
 		if err != nil {
-			t.Fatalf("AddHeld: %v", err)
+			t.Fatal(err)
 		}
 		parts = append(parts, ipfs.Part{CID: c, Size: int64(len(part))})
+		if len(parts)%2 == 0 {
+			if err := ipfs.HoldParts(ctx, n, hold, parts[len(parts)-2:]); err != nil {
+				t.Fatalf("HoldParts: %v", err)
+			}
+		}
+	}
+	if err := ipfs.HoldParts(ctx, n, hold, parts[len(parts)/2*2:]); err != nil {
+		t.Fatalf("HoldParts: %v", err)
 	}
 	loose, err := n.Add(ctx, files.NewBytesFile([]byte("not held")))
 	if err != nil {
@@ -49,6 +58,16 @@ func TestHoldSurvivesGC(t *testing.T) {
 	}
 	if err := n.Hold(ctx, "/other", loose); !errors.Is(err, ipfs.ErrNotFound) {
 		t.Errorf("Hold of collected content = %v, want ErrNotFound at once", err)
+	}
+	// A DAG whose root is there and one of whose leaves was collected is no more held
+	// than one without its root: the driver holds the chunks of a request joined.
+	again, err := n.Add(ctx, files.NewBytesFile([]byte("held")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := []ipfs.Part{{CID: again, Size: 4}, {CID: loose, Size: 8}}
+	if err := ipfs.HoldParts(ctx, n, "/other", lost); !errors.Is(err, ipfs.ErrNotFound) {
+		t.Errorf("HoldParts of chunks one of which was collected = %v, want ErrNotFound", err)
 	}
 	d.Restart()
 	d.Run("repo", "gc")
@@ -63,6 +82,9 @@ func TestHoldSurvivesGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := ipfs.Hold(ctx, n, hold, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := ipfs.Release(ctx, n, "/disco/upload"); err != nil { // a prefix, not a hold above
 		t.Fatal(err)
 	}
 	d.Run("repo", "gc")
@@ -112,7 +134,10 @@ func TestConcurrentHolds(t *testing.T) {
 		errs := make(chan error, 8)
 		for i := range 8 {
 			wg.Go(func() {
-				_, err := ipfs.AddHeld(ctx, n, hold, files.NewBytesFile(fmt.Appendf(nil, "%d %d", round, i)))
+				c, err := n.Add(ctx, files.NewBytesFile(fmt.Appendf(nil, "%d %d", round, i)))
+				if err == nil {
+					err = n.Hold(ctx, hold, c)
+				}
 				errs <- err
 			})
 		}
@@ -120,10 +145,11 @@ func TestConcurrentHolds(t *testing.T) {
 		close(errs)
 		for err := range errs {
 			if err != nil {
-				t.Errorf("AddHeld: %v", err)
+				t.Errorf("Hold: %v", err)
 			}
 		}
-		if es, err := n.List(ctx, DefaultHoldRoot+hold); err != nil || len(es) != 8 {
+		dir, _ := n.holdDir(hold)
+		if es, err := n.List(ctx, dir); err != nil || len(es) != 8 {
 			t.Errorf("hold %s: %d entries, %v; want 8", hold, len(es), err)
 		}
 	}

@@ -55,7 +55,15 @@ func (n *Node) stat(ctx context.Context, p string) (ipfs.Entry, error) {
 // and IPFS paths alike: files ls cannot tell a file from a directory holding a file of
 // the same name, and takes no IPFS paths.
 func (n *Node) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
-	d, err := n.Stat(ctx, p)
+	if !ipfs.IsIPFSPath(p) {
+		n.mu.RLock()
+		defer n.mu.RUnlock()
+	}
+	return n.list(ctx, p)
+}
+
+func (n *Node) list(ctx context.Context, p string) ([]ipfs.Entry, error) {
+	d, err := n.stat(ctx, p)
 	if err != nil {
 		return nil, err
 	}
