@@ -159,11 +159,12 @@ func TestTwoDaemons(t *testing.T) {
 
 	a.Start(b.PeerAddr())
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		if res := send(t, http.MethodGet, downURL, nil); res.status == http.StatusOK {
+		res := send(t, http.MethodGet, downURL, nil)
+		if res.status == http.StatusOK {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the daemon is back, and its blob is still not served")
+			t.Fatalf("the daemon is back, and its blob is still not served: %d %.300s", res.status, res.body)
 		}
 	}
 	for _, img := range images {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/discoregistry/disco/internal/kubotest"
 	"github.com/discoregistry/disco/internal/netns"
 )
 
@@ -37,18 +37,16 @@ type registry struct {
 // startDisco starts disco with its own HOME in dir and an embedded node on loopback,
 // peered with the nodes of peers.
 func startDisco(ctx context.Context, bin, dir string, peers ...*registry) (*registry, error) {
-	swarm, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	var addrs []string
 	for _, p := range peers {
 		addrs = append(addrs, p.ipfs)
 	}
-	r, err := launchDisco(ctx, bin, dir, fmt.Sprintf(`    node:
+	r, err := onFreePorts(3, func(ports []int) (*registry, error) {
+		return launchDiscoOn(ctx, bin, dir, ports[1:], fmt.Sprintf(`    node:
       swarm: [/ip4/127.0.0.1/tcp/%d]
       peers: [%s]
-`, swarm, strings.Join(addrs, ", ")))
+`, ports[0], strings.Join(addrs, ", ")))
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -64,14 +62,13 @@ func startDisco(ctx context.Context, bin, dir string, peers ...*registry) (*regi
 // launchDisco starts disco with its own HOME in dir, on free loopback ports, with ipfs
 // as the body of its storage.ipfs section.
 func launchDisco(ctx context.Context, bin, dir, ipfs string) (*registry, error) {
-	var ports [2]int
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
-	}
+	return onFreePorts(2, func(ports []int) (*registry, error) {
+		return launchDiscoOn(ctx, bin, dir, ports, ipfs)
+	})
+}
+
+// launchDiscoOn is launchDisco on ports, the registry's and its debug server's.
+func launchDiscoOn(ctx context.Context, bin, dir string, ports []int, ipfs string) (*registry, error) {
 	r := &registry{name: "disco", dir: dir, host: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		debug: fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	// http.addr gives only the host; the port is $DISCO_PORT.
@@ -108,10 +105,12 @@ func discoID(ctx context.Context, bin string, env []string) (string, error) {
 // startReference starts Distribution's registry with the filesystem driver in dir. It has
 // no peers: registries of its kind share nothing.
 func startReference(ctx context.Context, bin, dir string, _ ...*registry) (*registry, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+	return onFreePorts(1, func(ports []int) (*registry, error) {
+		return startReferenceOn(ctx, bin, dir, ports[0])
+	})
+}
+
+func startReferenceOn(ctx context.Context, bin, dir string, port int) (*registry, error) {
 	r := &registry{name: "reference", dir: dir, host: fmt.Sprintf("127.0.0.1:%d", port)}
 	config := fmt.Sprintf(`version: 0.1
 log: {level: warn, accesslog: {disabled: true}}
@@ -167,7 +166,11 @@ func (r *registry) start(ctx context.Context, bin, config string, env []string) 
 		}
 		select {
 		case <-r.done:
-			return fmt.Errorf("%s exited at start-up (%v); its log:\n%s", r.name, r.cmd.ProcessState, r.logTail())
+			err := fmt.Errorf("%s exited at start-up (%v); its log:\n%s", r.name, r.cmd.ProcessState, r.logTail())
+			if strings.Contains(r.logTail(), "address already in use") {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			return err
 		case <-ctx.Done():
 			r.stop()
 			return ctx.Err()
@@ -270,11 +273,34 @@ func cleanEnv() []string {
 	return env
 }
 
+// errPortTaken is a registry that could not listen on a port found free: something took
+// it in between, as the tests running beside a benchmark do.
+var errPortTaken = errors.New("a port found free was taken")
+
+// onFreePorts runs start on n free loopback ports, and again on others, a few times, when
+// one was taken before start listened on it.
+func onFreePorts(n int, start func(ports []int) (*registry, error)) (*registry, error) {
+	for try := 1; ; try++ {
+		ports := make([]int, n)
+		for i := range ports {
+			p, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			ports[i] = p
+		}
+		r, err := start(ports)
+		if !errors.Is(err, errPortTaken) || try == 3 {
+			return r, err
+		}
+		progress("a port found free was taken before the registry listened on it; trying others")
+	}
+}
+
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := kubotest.Ports(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,7 +74,7 @@ func Init(bin, dir string) (*Daemon, error) {
 	if _, err := d.Try("init", "--profile", "test", "--empty-repo"); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := Ports(3)
 	if err != nil {
 		return nil, err
 	}
@@ -316,24 +318,54 @@ func (d *Daemon) logf(format string, args ...any) {
 // FreePorts returns n distinct TCP ports free on 127.0.0.1 at the time of the call.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports, err := freePorts(n)
+	ports, err := Ports(n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ports
 }
 
-func freePorts(n int) ([]int, error) {
+// Ports returns n distinct TCP ports free on 127.0.0.1 at the time of the call, for
+// servers started next. They are below the kernel's range of ephemeral ports where it
+// can tell it: there, the outgoing connections of whatever runs beside (other tests)
+// could take one before its server listens on it.
+func Ports(n int) ([]int, error) {
+	lo, hi := belowEphemeral()
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		addr := "127.0.0.1:0"
+		if hi > lo && tries < 100*n {
+			addr = fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
+			if addr != "127.0.0.1:0" {
+				continue // taken: another
+			}
 			return nil, err
 		}
 		defer l.Close()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// belowEphemeral returns the ports [lo, hi) that Ports picks from: from 10000 up to
+// the kernel's first ephemeral port, or none if it cannot tell.
+func belowEphemeral() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	first, err := strconv.Atoi(f[0])
+	if err != nil || first < 11000 {
+		return 0, 0
+	}
+	return 10000, first
 }
 
 // Tail returns the last lines of the file at path, for a failing test's output.
