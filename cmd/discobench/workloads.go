@@ -73,11 +73,11 @@ func newWorkloads(size int64, n int) *workloads {
 func (w *workloads) list() []workload {
 	return []workload{
 		{figures: []figure{
-			{name: "big push", unit: "MB/s", minRatio: 0.7},
+			{name: "big push", unit: "MB/s", minRatio: 0.8},
 			{name: "peak RSS, big push", unit: "MiB", maxDisco: 300},
 		}, run: w.bigPush},
 		{figures: []figure{{name: "big pull", unit: "MB/s", minRatio: 0.8}}, run: w.bigPull},
-		{figures: []figure{{name: "cross-node pull", unit: "MB/s", minRatio: 0.7}}, run: w.crossNode},
+		{figures: []figure{{name: "cross-node pull", unit: "MB/s", minRatio: 0.8}}, run: w.crossNode},
 		{figures: []figure{{name: "small push", unit: "images/s", minRatio: 0.5}}, run: w.smallPush},
 		{figures: []figure{{name: "small pull", unit: "images/s", minRatio: 0.5}}, run: w.smallPull},
 	}
