@@ -123,17 +123,30 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 		}
 		startD = discoOver(k.APIURL())
 	}
+	var unmounts []func() error
+	defer func() { // after the registries stop
+		for _, u := range unmounts {
+			err = errors.Join(err, u())
+		}
+	}()
 	var started []*registry
 	defer func() {
 		for _, r := range started {
 			err = errors.Join(err, r.stop())
 		}
 	}()
-	// newSide starts the side's first registry; workloads may start more.
+	// newSide starts the side's first registry; workloads may start more. A side's
+	// registries keep their data on a file system of the side's own.
 	newSide := func(name, bin string, start func(ctx context.Context, bin, dir string, peers ...*registry) (*registry, error)) (*side, error) {
 		s := &side{name: name}
+		fs := filepath.Join(tmp, name+"-fs")
+		unmount, err := ownFS(ctx, fs, sideFS)
+		if err != nil {
+			return nil, err
+		}
+		unmounts = append(unmounts, unmount)
 		s.newRegistry = func(ctx context.Context, peers ...*registry) (*registry, error) {
-			dir, err := os.MkdirTemp(tmp, name+"-")
+			dir, err := os.MkdirTemp(fs, name+"-")
 			if err != nil {
 				return nil, err
 			}
@@ -148,7 +161,6 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 			}
 			return r, nil
 		}
-		var err error
 		s.reg, err = s.newRegistry(ctx)
 		return s, err
 	}
@@ -180,6 +192,10 @@ func run(ctx context.Context, size int64, n, runs int, keep bool, g growthOption
 	}
 	return tw.Flush()
 }
+
+// sideFS is the size of each side's file system (sparse, a million inodes): room for
+// -runs 5 of the big image pushed, pulled across and garbage, and for -growth 10000.
+const sideFS = 24 << 30
 
 // measure runs each workload runs times on disco and on the reference, interleaved, and
 // returns each figure's values by side.
