@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -26,5 +27,9 @@ func TestBenchmarkRuns(t *testing.T) {
 		if !found {
 			t.Errorf("discobench reports no %q figure:\n%s", figure, out)
 		}
+	}
+	// The file systems it mounted for its registries' data (as root) are gone.
+	if mounts, err := os.ReadFile("/proc/mounts"); err == nil && strings.Contains(string(mounts), "/discobench-") {
+		t.Errorf("discobench left a file system mounted:\n%s", mounts)
 	}
 }
