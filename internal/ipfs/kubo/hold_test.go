@@ -19,8 +19,9 @@ import (
 )
 
 // TestHoldSurvivesGC uploads a file as the driver does, chunk by chunk, with its chunks
-// held two at a time as requests would bring them, and runs the daemon's garbage collection between the adds and the Link, with a
-// restart of the daemon on the way: the file must be whole. A chunk added without a hold
+// held two at a time as requests would bring them, and runs the daemon's garbage
+// collection between the adds and the Link, with a restart of the daemon on the way: the
+// file must be whole. A chunk added without a hold
 // goes with the first collection, and the held ones with the first after their hold is
 // released and the file unlinked, which shows that the collections collect.
 func TestHoldSurvivesGC(t *testing.T) {
