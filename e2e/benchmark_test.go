@@ -12,7 +12,11 @@ import (
 // checks no target: client and registries share a busy machine here.
 func TestBenchmarkRuns(t *testing.T) {
 	t.Parallel()
+	// Its temporary directory is the test's, so that the mounts of another discobench
+	// running on the machine are not taken for its own.
+	tmp := t.TempDir()
 	cmd := exec.Command("go", "run", "../cmd/discobench", "-size", "1", "-n", "2", "-runs", "1")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("discobench: %v\n%s", err, out)
@@ -29,7 +33,7 @@ func TestBenchmarkRuns(t *testing.T) {
 		}
 	}
 	// The file systems it mounted for its registries' data (as root) are gone.
-	if mounts, err := os.ReadFile("/proc/mounts"); err == nil && strings.Contains(string(mounts), "/discobench-") {
+	if mounts, err := os.ReadFile("/proc/mounts"); err == nil && strings.Contains(string(mounts), tmp+"/discobench-") {
 		t.Errorf("discobench left a file system mounted:\n%s", mounts)
 	}
 }
