@@ -78,9 +78,12 @@ func (ix *Index) Run(ctx context.Context) error {
 				src = ix.live
 			}
 			ix.refresh(ctx, name, src, live)
-			ix.q.done()
-			if built.reg != nil && ix.Status().Ready {
-				built = source{} // done with the snapshot
+			// Every name of the snapshot was queued before this worker started, so the
+			// queue's first empty moment ends the build: the snapshot, and the caches
+			// of a walk of the whole registry it holds, can go. Waiting for Ready
+			// instead kept them until the next change, Ready being set a moment after.
+			if ix.q.done() {
+				built = source{}
 			}
 		}
 	}()

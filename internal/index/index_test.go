@@ -3,6 +3,7 @@ package index_test
 import (
 	"context"
 	"crypto/rand"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -374,3 +375,45 @@ func TestIndexBuildFromSnapshot(t *testing.T) {
 		t.Error("the index lacks a repository of the snapshot")
 	}
 }
+
+// TestIndexLetsGoOfSnapshot checks that the build, once done, keeps nothing of the
+// snapshot it read: on a large registry, its caches hold tens of MiB.
+func TestIndexLetsGoOfSnapshot(t *testing.T) {
+	t.Parallel()
+	old := inmemory.New()
+	ns, err := storage.NewRegistry(context.Background(), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &indextest.Registry{NS: ns}
+	for _, name := range []string{"a", "b", "c"} {
+		snap.Push(t, name, "v1", randomImage(t))
+	}
+	released := make(chan struct{})
+	r := indextest.New(t, index.Options{Snapshot: func(context.Context) (storagedriver.StorageDriver, error) {
+		d := &snapshotDriver{StorageDriver: old}
+		runtime.AddCleanup(d, func(c chan struct{}) { close(c) }, released)
+		return d, nil
+	}}, nil)
+	for deadline := time.Now().Add(time.Minute); !r.Index.Status().Ready; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("index not ready after a minute: %+v", r.Index.Status())
+		}
+	}
+	if st := r.Index.Status(); st.Repositories != 3 {
+		t.Fatalf("built index: %+v, want 3 repositories", st)
+	}
+	for range 50 {
+		runtime.GC()
+		select {
+		case <-released:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Error("the snapshot the index was built from is still referenced once the build is done")
+}
+
+// snapshotDriver is a driver of its own, so that when it is collected says when the
+// index let go of it.
+type snapshotDriver struct{ storagedriver.StorageDriver }

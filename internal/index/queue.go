@@ -71,13 +71,16 @@ func (q *queue) next(ctx context.Context) (name string, live bool, err error) {
 	}
 }
 
-func (q *queue) done() {
+// done marks the name next returned read, and reports whether nothing is pending.
+func (q *queue) done() (empty bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.busy = false
 	if len(q.order) == 0 {
 		close(q.idle)
+		return true
 	}
+	return false
 }
 
 // wait waits until nothing is pending or busy.
