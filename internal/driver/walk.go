@@ -46,18 +46,17 @@ func within(p, dir string) bool {
 // below dir, or ""): after itself, and what comes before it, but not what is below it.
 // It reports whether the walk goes on.
 func (d *driver) walk(ctx context.Context, dir, after string, f storagedriver.WalkFn) (bool, error) {
-	es, err := d.entries(ctx, dir)
-	if err != nil {
-		return false, err
-	}
 	// The name of the entry of dir that after is, or is below.
 	var first string
 	if after != "" {
 		first, _, _ = strings.Cut(strings.TrimPrefix(after[len(dir):], "/"), "/")
-		i, _ := slices.BinarySearchFunc(es, first, func(e *walkEntry, name string) int { return strings.Compare(e.name, name) })
-		es = es[i:]
 	}
-	for _, e := range es {
+	es, err := d.entries(ctx, dir, first)
+	if err != nil {
+		return false, err
+	}
+	for i := range es {
+		e := &es[i]
 		if after != "" && e.name == first {
 			below := after
 			if e.path == after {
@@ -94,20 +93,29 @@ func (d *driver) walk(ctx context.Context, dir, after string, f storagedriver.Wa
 	return true, nil
 }
 
-// entries returns the entries of dir, sorted by name. On a node that lists names for
-// less than it describes them (an ipfs.Namer), an entry is described, with a Stat, only
-// when asked more than its path: the catalog looks at the paths of most entries alone
-// (the _layers, _manifests and _uploads of each repository), and describing each cost
-// more than the rest of the walk. On another node one List describes them all.
-func (d *driver) entries(ctx context.Context, dir string) ([]*walkEntry, error) {
+// entries returns the entries of dir from the name first on (all of them if first is
+// ""), sorted by name. Only those are made: a paginated walk (tags/list, the catalog)
+// lists a large directory again for every page, and starts each past the last.
+//
+// On a node that lists names for less than it describes them (an ipfs.Namer), an entry
+// is described, with a Stat, only when asked more than its path: the catalog looks at
+// the paths of most entries alone (the _layers, _manifests and _uploads of each
+// repository), and describing each cost more than the rest of the walk. On another node
+// one List describes them all.
+func (d *driver) entries(ctx context.Context, dir, first string) ([]walkEntry, error) {
+	prefix := path.Clean(dir)
+	if prefix != "/" {
+		prefix += "/"
+	}
 	if _, ok := d.node.(ipfs.Namer); ok {
 		names, err := d.names(ctx, dir)
 		if err != nil {
 			return nil, err
 		}
-		es := make([]*walkEntry, len(names))
-		for i, name := range names {
-			es[i] = &walkEntry{ctx: ctx, d: d, name: name, path: path.Join(dir, name)}
+		i, _ := slices.BinarySearch(names, first)
+		es := make([]walkEntry, len(names)-i)
+		for j, name := range names[i:] {
+			es[j] = walkEntry{ctx: ctx, d: d, name: name, path: prefix + name}
 		}
 		return es, nil
 	}
@@ -118,17 +126,18 @@ func (d *driver) entries(ctx context.Context, dir string) ([]*walkEntry, error) 
 	if err != nil {
 		return nil, pathError(dir, err)
 	}
-	es := make([]*walkEntry, 0, len(list))
+	es := make([]walkEntry, 0, len(list))
 	for _, le := range list {
-		if !validElem(le.Name) {
+		if !validElem(le.Name) || le.Name < first {
 			continue // see names
 		}
-		e := &walkEntry{name: le.Name, path: path.Join(dir, le.Name)}
+		e := walkEntry{name: le.Name, path: prefix + le.Name}
 		fi := storagedriver.FileInfoFields{Path: e.path, IsDir: le.IsDir, Size: le.Size}
 		fi.ModTime, _ = d.mtimes.Get(e.path) // as Stat has it
 		e.fi = storagedriver.FileInfoInternal{FileInfoFields: fi}
 		es = append(es, e)
 	}
+	slices.SortFunc(es, func(a, b walkEntry) int { return strings.Compare(a.name, b.name) })
 	return es, nil
 }
 

@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -115,5 +116,42 @@ func TestWalkDescribesOnlyWhatIsAsked(t *testing.T) {
 	}
 	if lists := node.lists.Load(); lists != 0 {
 		t.Errorf("the walk made %d Lists, want none", lists)
+	}
+}
+
+// TestPagedWalkStartsAtItsHint walks a large directory from a hint near its end, as each
+// page of tags/list does: the walk makes nothing for the entries before the hint, so a
+// listing in pages costs about the directory once per page, not an entry made for every
+// name on every page.
+func TestPagedWalkStartsAtItsHint(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t, embeddedNode)
+	const tags = 2000
+	for i := range tags {
+		if err := d.PutContent(ctx, fmt.Sprintf("/paged/tags/t%05d/current/link", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	page := func() {
+		got = got[:0]
+		err := d.Walk(ctx, "/paged/tags", func(fi storagedriver.FileInfo) error {
+			// As tags/list's walk has it: what is below the hint is walked too, and
+			// skipped.
+			if tag := strings.TrimPrefix(fi.Path(), "/paged/tags/"); !strings.Contains(tag, "/") {
+				got = append(got, tag)
+			}
+			return storagedriver.ErrSkipDir
+		}, storagedriver.WithStartAfterHint(fmt.Sprintf("/paged/tags/t%05d", tags-11)))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(5, page)
+	if len(got) != 10 || got[0] != fmt.Sprintf("t%05d", tags-10) {
+		t.Fatalf("the page lists %q, want the last 10 tags", got)
+	}
+	if allocs > tags/10 {
+		t.Errorf("a walk of the last 10 of %d entries made %.0f allocations, want under %d", tags, allocs, tags/10)
 	}
 }
