@@ -345,12 +345,7 @@ func TestIndexBuild(t *testing.T) {
 // the build began keeps what the push made of it.
 func TestIndexBuildFromSnapshot(t *testing.T) {
 	t.Parallel()
-	old := inmemory.New()
-	ns, err := storage.NewRegistry(context.Background(), old)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := &indextest.Registry{NS: ns}
+	old, snap := snapshotRegistry(t)
 	snap.Push(t, "app", "v1", randomImage(t))
 	snap.Push(t, "only/in/snapshot", "v1", randomImage(t))
 
@@ -363,11 +358,7 @@ func TestIndexBuildFromSnapshot(t *testing.T) {
 	<-started
 	d := r.Push(t, "app", "v1", randomImage(t))
 	close(pushed)
-	for deadline := time.Now().Add(time.Minute); !r.Index.Status().Ready; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("index not ready after a minute: %+v", r.Index.Status())
-		}
-	}
+	waitReady(t, r)
 	if repo, _ := r.Index.Repository("app"); !slices.Equal(tagList(repo), []string{"v1=" + short(d)}) {
 		t.Errorf("app: %v, want v1=%s as pushed while the build began, not as in the snapshot", tagList(repo), short(d))
 	}
@@ -380,12 +371,7 @@ func TestIndexBuildFromSnapshot(t *testing.T) {
 // snapshot it read: on a large registry, its caches hold tens of MiB.
 func TestIndexLetsGoOfSnapshot(t *testing.T) {
 	t.Parallel()
-	old := inmemory.New()
-	ns, err := storage.NewRegistry(context.Background(), old)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := &indextest.Registry{NS: ns}
+	old, snap := snapshotRegistry(t)
 	for _, name := range []string{"a", "b", "c"} {
 		snap.Push(t, name, "v1", randomImage(t))
 	}
@@ -395,11 +381,7 @@ func TestIndexLetsGoOfSnapshot(t *testing.T) {
 		runtime.AddCleanup(d, func(c chan struct{}) { close(c) }, released)
 		return d, nil
 	}}, nil)
-	for deadline := time.Now().Add(time.Minute); !r.Index.Status().Ready; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("index not ready after a minute: %+v", r.Index.Status())
-		}
-	}
+	waitReady(t, r)
 	if st := r.Index.Status(); st.Repositories != 3 {
 		t.Fatalf("built index: %+v, want 3 repositories", st)
 	}
@@ -417,3 +399,25 @@ func TestIndexLetsGoOfSnapshot(t *testing.T) {
 // snapshotDriver is a driver of its own, so that when it is collected says when the
 // index let go of it.
 type snapshotDriver struct{ storagedriver.StorageDriver }
+
+// snapshotRegistry returns an in-memory driver, to be handed to an index as its
+// snapshot, and a registry over it to push to.
+func snapshotRegistry(t *testing.T) (storagedriver.StorageDriver, *indextest.Registry) {
+	t.Helper()
+	d := inmemory.New()
+	ns, err := storage.NewRegistry(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, &indextest.Registry{NS: ns}
+}
+
+// waitReady waits up to a minute for r's index to be built.
+func waitReady(t *testing.T, r *indextest.Registry) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !r.Index.Status().Ready; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("index not ready after a minute: %+v", r.Index.Status())
+		}
+	}
+}
