@@ -135,6 +135,7 @@ func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions
 	}
 	// Idle for longer than the embedded node waits before it lets go of its tree
 	// (idleAfter), and one checkpoint more.
+	progress("growth: idle for 45s")
 	time.Sleep(45 * time.Second)
 	for _, s := range sides {
 		rss, err := s.reg.rss()

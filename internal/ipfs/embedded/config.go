@@ -35,6 +35,9 @@ type Options struct {
 	offline bool // no networking at all, for maintenance
 }
 
+// blockKeyCache is how many block keys the embedded node's blockstore caches.
+const blockKeyCache = 8 << 10
+
 // DefaultSwarm is where the embedded node listens unless configured otherwise.
 var DefaultSwarm = []string{"/ip4/127.0.0.1/tcp/4001"}
 
@@ -74,6 +77,11 @@ func applyOptions(cfg *config.Config, o Options) error {
 	// Check for a block before writing it: MFS and Disco's trees write many blocks that
 	// exist already, and a check is cheaper than rewriting one.
 	cfg.Datastore.WriteThrough = config.False
+	// The blockstore remembers which blocks it has, in a cache of blockKeyCache keys.
+	// Kubo's default, 65,536, is reached by a registry of a few thousand images and then
+	// stays in memory, about 16 MiB of small objects that keep twice that of the heap
+	// from going back to the system; the checks before a write hit the recent keys.
+	cfg.Datastore.BlockKeyCacheSize = *config.NewOptionalInteger(blockKeyCache)
 	// Blobs are made of 1 MiB blocks; Kubo's default lets one such block at a time be on
 	// its way to a peer, which leaves the link idle between blocks.
 	cfg.Internal.Bitswap = &config.InternalBitswap{

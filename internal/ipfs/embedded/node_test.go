@@ -107,6 +107,7 @@ func TestPrivateConfig(t *testing.T) {
 		"telemetry off":       cfg.Plugins.Plugins["telemetry"].Disabled,
 		"no API listener":     len(cfg.Addresses.API) == 0,
 		"loopback swarm":      len(cfg.Addresses.Swarm) == 1 && cfg.Addresses.Swarm[0] == "/ip4/127.0.0.1/tcp/4001",
+		"small key cache":     cfg.Datastore.BlockKeyCacheSize.WithDefault(config.DefaultBlockKeyCacheSize) == blockKeyCache,
 	}
 	for what, ok := range checks {
 		if !ok {
