@@ -43,6 +43,9 @@ type tree struct {
 	entries    int       // entries in the listings of the directories held
 	maxEntries int
 	counts     treeCounts
+	// described is the directory describe read last: a walk describes an entry, to learn
+	// that it is a directory, and then lists it, and the listing need not read it again.
+	described ipld.Node
 }
 
 // treeCounts counts the directories a tree read and wrote, for tests.
@@ -187,10 +190,14 @@ func (t *tree) read(ctx context.Context, d *dir, i int) ([]entry, error) {
 	if e.kind == fileKind {
 		return nil, ipfs.ErrNotDir
 	}
-	nd, err := t.dag.Get(ctx, e.cid)
-	if err != nil {
-		return nil, contentError(err)
+	nd := t.described
+	if nd == nil || !nd.Cid().Equals(e.cid) {
+		var err error
+		if nd, err = t.dag.Get(ctx, e.cid); err != nil {
+			return nil, contentError(err)
+		}
 	}
+	t.described = nil
 	ents, err := t.listing(ctx, nd)
 	if errors.Is(err, ipfs.ErrNotDir) {
 		e.kind = fileKind
@@ -538,6 +545,9 @@ func (t *tree) describe(ctx context.Context, f found) (ipfs.Entry, error) {
 			return ipfs.Entry{}, err
 		}
 		e.IsDir, e.Size = ne.IsDir, ne.Size
+		if e.IsDir {
+			t.described = nd
+		}
 	}
 	if f.in != nil { // remember the kind and size
 		k := &f.in.ents[f.i]

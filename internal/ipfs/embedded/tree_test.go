@@ -129,6 +129,37 @@ func TestNamesHoldsNoSmallDirectories(t *testing.T) {
 	}
 }
 
+// TestWalkReadsEachDirectoryOnce describes each repository's directory and then lists
+// it, as a catalog walk does, after a restart: each is read once, not once to learn that
+// it is a directory and again to list it.
+func TestWalkReadsEachDirectoryOnce(t *testing.T) {
+	ctx := context.Background()
+	o := Options{Path: t.TempDir(), Swarm: loopback}
+	n := open(t, o)
+	fillRepositories(t, n, 100)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = open(t, o)
+	if _, err := n.Names(ctx, "/repositories"); err != nil {
+		t.Fatal(err)
+	}
+	dag := &countingDAG{DAGService: n.tree.dag}
+	n.tree.dag = dag
+	for i := range 100 {
+		p := fmt.Sprintf("/repositories/r%d", i)
+		if e, err := n.Stat(ctx, p); err != nil || !e.IsDir {
+			t.Fatalf("Stat(%s) = %+v, %v", p, e, err)
+		}
+		if _, err := n.Names(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if gets := dag.gets.Load(); gets != 100 {
+		t.Errorf("describing and listing 100 directories read %d nodes, want 100", gets)
+	}
+}
+
 // TestTreeStaysBounded reads more directories than the tree may hold: the least recently
 // used are dropped, and what they held reads back the same.
 func TestTreeStaysBounded(t *testing.T) {
