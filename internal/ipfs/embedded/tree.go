@@ -43,9 +43,10 @@ type tree struct {
 	entries    int       // entries in the listings of the directories held
 	maxEntries int
 	counts     treeCounts
-	// described is the directory describe read last: a walk describes an entry, to learn
-	// that it is a directory, and then lists it, and the listing need not read it again.
-	described ipld.Node
+	// lastDir is the directory node read last, by describe or read: a walk describes an
+	// entry, to learn that it is a directory, lists it, and describes what it lists,
+	// which looks it up, and it need not be read from the blockstore for each.
+	lastDir ipld.Node
 }
 
 // treeCounts counts the directories a tree read and wrote, for tests.
@@ -190,14 +191,14 @@ func (t *tree) read(ctx context.Context, d *dir, i int) ([]entry, error) {
 	if e.kind == fileKind {
 		return nil, ipfs.ErrNotDir
 	}
-	nd := t.described
+	nd := t.lastDir
 	if nd == nil || !nd.Cid().Equals(e.cid) {
 		var err error
 		if nd, err = t.dag.Get(ctx, e.cid); err != nil {
 			return nil, contentError(err)
 		}
+		t.lastDir = nd
 	}
-	t.described = nil
 	ents, err := t.listing(ctx, nd)
 	if errors.Is(err, ipfs.ErrNotDir) {
 		e.kind = fileKind
@@ -546,7 +547,7 @@ func (t *tree) describe(ctx context.Context, f found) (ipfs.Entry, error) {
 		}
 		e.IsDir, e.Size = ne.IsDir, ne.Size
 		if e.IsDir {
-			t.described = nd
+			t.lastDir = nd
 		}
 	}
 	if f.in != nil { // remember the kind and size

@@ -129,9 +129,10 @@ func TestNamesHoldsNoSmallDirectories(t *testing.T) {
 	}
 }
 
-// TestWalkReadsEachDirectoryOnce describes each repository's directory and then lists
-// it, as a catalog walk does, after a restart: each is read once, not once to learn that
-// it is a directory and again to list it.
+// TestWalkReadsEachDirectoryOnce describes each repository's directory, lists it and
+// describes what it lists, as a catalog walk does, after a restart: each is read once,
+// not once to learn that it is a directory, again to list it and again to look up what
+// is in it.
 func TestWalkReadsEachDirectoryOnce(t *testing.T) {
 	ctx := context.Background()
 	o := Options{Path: t.TempDir(), Swarm: loopback}
@@ -154,9 +155,13 @@ func TestWalkReadsEachDirectoryOnce(t *testing.T) {
 		if _, err := n.Names(ctx, p); err != nil {
 			t.Fatal(err)
 		}
+		if e, err := n.Stat(ctx, p+"/_manifests"); err != nil || !e.IsDir {
+			t.Fatalf("Stat(%s/_manifests) = %+v, %v", p, e, err)
+		}
 	}
-	if gets := dag.gets.Load(); gets != 100 {
-		t.Errorf("describing and listing 100 directories read %d nodes, want 100", gets)
+	// One read of each repository's directory, one of its _manifests to describe it.
+	if gets := dag.gets.Load(); gets != 200 {
+		t.Errorf("walking 100 directories read %d nodes, want 200", gets)
 	}
 }
 
