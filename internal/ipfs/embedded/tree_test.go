@@ -38,6 +38,19 @@ func fillRepositories(t *testing.T, n *Node, repos int) cid.Cid {
 	return c
 }
 
+// restartedWithRepositories returns a node with repos repositories, as fillRepositories
+// makes them, opened again after they were written: it holds nothing yet.
+func restartedWithRepositories(t *testing.T, repos int) *Node {
+	t.Helper()
+	o := Options{Path: t.TempDir(), Swarm: loopback}
+	n := open(t, o)
+	fillRepositories(t, n, repos)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return open(t, o)
+}
+
 // TestCheckpointWritesOnlyWhatChanged touches one repository of many: the checkpoint
 // writes that repository's directories and those above it, not the others'.
 func TestCheckpointWritesOnlyWhatChanged(t *testing.T) {
@@ -73,13 +86,7 @@ func TestCheckpointWritesOnlyWhatChanged(t *testing.T) {
 // the tree, and Names reads none of them.
 func TestListingReadsNoChildren(t *testing.T) {
 	ctx := context.Background()
-	o := Options{Path: t.TempDir(), Swarm: loopback}
-	n := open(t, o)
-	fillRepositories(t, n, 100)
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	n = open(t, o)
+	n := restartedWithRepositories(t, 100)
 	names, err := n.Names(ctx, "/repositories")
 	if err != nil || len(names) != 100 || names[0] != "r0" || names[1] != "r1" || names[2] != "r10" {
 		t.Fatalf("Names = %d names %.3q, %v", len(names), names, err)
@@ -108,13 +115,7 @@ func TestListingReadsNoChildren(t *testing.T) {
 // nothing else out of the tree; a large one is.
 func TestNamesHoldsNoSmallDirectories(t *testing.T) {
 	ctx := context.Background()
-	o := Options{Path: t.TempDir(), Swarm: loopback}
-	n := open(t, o)
-	fillRepositories(t, n, 100)
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	n = open(t, o)
+	n := restartedWithRepositories(t, 100)
 	for i := range 100 {
 		names, err := n.Names(ctx, fmt.Sprintf("/repositories/r%d", i))
 		if err != nil || len(names) != 1 || names[0] != "_manifests" {
@@ -135,13 +136,7 @@ func TestNamesHoldsNoSmallDirectories(t *testing.T) {
 // is in it.
 func TestWalkReadsEachDirectoryOnce(t *testing.T) {
 	ctx := context.Background()
-	o := Options{Path: t.TempDir(), Swarm: loopback}
-	n := open(t, o)
-	fillRepositories(t, n, 100)
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
-	n = open(t, o)
+	n := restartedWithRepositories(t, 100)
 	if _, err := n.Names(ctx, "/repositories"); err != nil {
 		t.Fatal(err)
 	}
