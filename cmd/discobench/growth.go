@@ -135,8 +135,9 @@ func growth(ctx context.Context, w *workloads, disco, ref *side, o growthOptions
 	}
 	// Idle for longer than the embedded node waits before it lets go of its tree
 	// (idleAfter), and one checkpoint more.
-	progress("growth: idle for 45s")
-	time.Sleep(45 * time.Second)
+	const idleWait = 45 * time.Second
+	progress("growth: idle for %s", idleWait)
+	time.Sleep(idleWait)
 	for _, s := range sides {
 		rss, err := s.reg.rss()
 		if err != nil {
