@@ -226,29 +226,16 @@ func (n *Node) idle() {
 
 // checkpointNow writes the directories changed since the last checkpoint, records the
 // new root in the repository, as MFS's own publishing does, and drops from the journal the
-// records the root holds. It holds n.mu to write the tree and to cut the journal, not
-// while the repository syncs the root to disk: on a busy disk that can take seconds, and
-// every request would wait.
+// records the root holds. It holds n.mu to write the tree, a step at a time, and to cut
+// the journal, not while the repository syncs the root to disk: on a busy disk that can
+// take seconds, and every request would wait.
 func (n *Node) checkpointNow(ctx context.Context) error {
 	n.checkpointing.Lock()
 	defer n.checkpointing.Unlock()
-	n.mu.Lock()
-	if n.changes == n.checkpointed {
-		n.mu.Unlock()
-		return nil
+	root, changes, held, err := n.writeRoot(ctx)
+	if err == nil && !root.Defined() {
+		return nil // nothing changed
 	}
-	err := n.checkRoom() // the directories it writes need room on the disk
-	var root cid.Cid
-	if err == nil {
-		unixfsGlobals.RLock()
-		root, err = n.tree.rootCID(ctx)
-		unixfsGlobals.RUnlock()
-	}
-	if err == nil {
-		err = n.journal.write() // so that the file holds every record the root holds
-	}
-	changes, held := n.changes, n.journal.len
-	n.mu.Unlock()
 	if err == nil {
 		err = n.recordRoot(ctx, root)
 	}
@@ -263,6 +250,48 @@ func (n *Node) checkpointNow(ctx context.Context) error {
 	defer n.mu.Unlock()
 	n.checkpointed = changes
 	return n.journal.dropFirst(held)
+}
+
+// checkpointStep is how many directories a checkpoint writes each time it holds n.mu:
+// with 5,000 images, a second of pushes changed about a thousand, and writing them at
+// once held every request for up to 50 ms. The last step, which writes the large
+// directories at the top, takes longest. After checkpointSteps, it writes what is left.
+const (
+	checkpointStep  = 128
+	checkpointSteps = 64
+)
+
+// writeRoot writes the directories changed since the last checkpoint, a step at a time,
+// and returns the root's CID, with the count of changes and of journal records it holds;
+// an undefined CID if nothing changed since the last checkpoint.
+func (n *Node) writeRoot(ctx context.Context) (root cid.Cid, changes uint64, held int64, err error) {
+	for step := 1; ; step++ {
+		n.mu.Lock()
+		if n.changes == n.checkpointed {
+			n.mu.Unlock()
+			return cid.Undef, 0, 0, nil
+		}
+		max := checkpointStep
+		if step == checkpointSteps {
+			max = 0
+		}
+		err = n.checkRoom() // the directories it writes need room on the disk
+		if err == nil {
+			unixfsGlobals.RLock()
+			root, err = n.tree.rootCIDPaused(ctx, max)
+			unixfsGlobals.RUnlock()
+		}
+		if errors.Is(err, errPaused) {
+			n.mu.Unlock()
+			continue
+		}
+		if err == nil {
+			err = n.journal.write() // so that the file holds every record the root holds
+		}
+		changes, held = n.changes, n.journal.len
+		n.mu.Unlock()
+		return root, changes, held, err
+	}
 }
 
 // recordRoot records root as the MFS root in the repository, once the blocks are synced.

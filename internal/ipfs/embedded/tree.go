@@ -47,9 +47,15 @@ type tree struct {
 	// entry, to learn that it is a directory, lists it, and describes what it lists,
 	// which looks it up, and it need not be read from the blockstore for each.
 	lastDir ipld.Node
+	// pauseAt, when not 0, is the count of directories written at which write pauses.
+	pauseAt int
 }
 
-// treeCounts counts the directories a tree read and wrote, for tests.
+// errPaused is write's error once it has written up to tree.pauseAt: what it wrote
+// stays written, the rest stays changed, and writing again goes on from there.
+var errPaused = errors.New("mfs: write paused")
+
+// treeCounts counts the directories a tree read and wrote.
 type treeCounts struct {
 	loaded, written int
 }
@@ -459,6 +465,9 @@ func (t *tree) write(ctx context.Context, d *dir) (cid.Cid, error) {
 		d.dirty = false
 		return d.cid, nil
 	}
+	if t.pauseAt != 0 && t.counts.written >= t.pauseAt {
+		return cid.Undef, errPaused
+	}
 	nd, err := d.ud.GetNode()
 	if err != nil {
 		return cid.Undef, err
@@ -655,6 +664,16 @@ func (t *tree) fileAt(ctx context.Context, p string) (cid.Cid, error) {
 
 // rootCID writes what changed and returns the root's CID.
 func (t *tree) rootCID(ctx context.Context) (cid.Cid, error) {
+	return t.rootCIDPaused(ctx, 0)
+}
+
+// rootCIDPaused is rootCID writing at most max directories (any number if max is 0): it
+// returns errPaused if more are left to write.
+func (t *tree) rootCIDPaused(ctx context.Context, max int) (cid.Cid, error) {
+	if max > 0 {
+		t.pauseAt = t.counts.written + max
+		defer func() { t.pauseAt = 0 }()
+	}
 	c, err := t.write(ctx, t.root)
 	t.root.node = nil
 	return c, err

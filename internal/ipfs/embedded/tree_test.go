@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -345,5 +346,59 @@ func TestIdleLetsGo(t *testing.T) {
 	}
 	if st, err := n.Stat(ctx, "/repositories/r42/_manifests/tags/latest/link"); err != nil || st.CID != c {
 		t.Errorf("after idle: %v, %v", st, err)
+	}
+}
+
+// TestWritePauses writes a tree's changes a few directories at a time, with changes made
+// between the steps: it ends at the root a single write of the same changes gives.
+func TestWritePauses(t *testing.T) {
+	ctx := context.Background()
+	stepped, _ := memTree(t)
+	whole, _ := memTree(t)
+	link := func(p string) {
+		t.Helper()
+		nd, err := merkledag.NewRawNodeWPrefix([]byte(p), cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range []*tree{stepped, whole} {
+			if err := tr.link(ctx, p, nd); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 30 {
+		link(fmt.Sprintf("/repositories/r%02d/_manifests/tags/latest/link", i))
+	}
+	var root cid.Cid
+	steps := 0
+	for ; steps < 100; steps++ {
+		before := stepped.counts.written
+		c, err := stepped.rootCIDPaused(ctx, 16)
+		if w := stepped.counts.written - before; w > 16 {
+			t.Fatalf("step %d wrote %d directories, want at most 16", steps, w)
+		}
+		if err == nil {
+			root = c
+			break
+		}
+		if !errors.Is(err, errPaused) {
+			t.Fatal(err)
+		}
+		link(fmt.Sprintf("/repositories/r%02d/_manifests/tags/step/link", steps%40))
+	}
+	// 30 repositories of 4 directories, more for those the steps add, and 2 above them.
+	if steps < 122/16 {
+		t.Errorf("the write took %d steps of at most 16 directories", steps+1)
+	}
+	want, err := whole.rootCID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root != want {
+		t.Errorf("root written in steps %s, at once %s", root, want)
+	}
+	if stepped.pauseAt != 0 {
+		t.Errorf("pauseAt %d after the write", stepped.pauseAt)
 	}
 }
