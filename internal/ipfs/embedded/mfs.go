@@ -213,7 +213,7 @@ func (n *Node) idle() {
 	unused := time.Since(n.used) > idleAfter && !n.idled
 	if unused {
 		n.tree.trimTo(0)
-		n.tree.lastDir = nil
+		n.tree.lastDir, n.tree.fileSizes = nil, nil
 		n.idled = true
 	} else if time.Since(n.used) <= idleAfter {
 		n.idled = false

@@ -47,6 +47,8 @@ type tree struct {
 	// entry, to learn that it is a directory, lists it, and describes what it lists,
 	// which looks it up, and it need not be read from the blockstore for each.
 	lastDir ipld.Node
+	// fileSizes are the sizes of dag-pb files described.
+	fileSizes fileSizes
 	// pauseAt, when not 0, is the count of directories written at which write pauses.
 	pauseAt int
 }
@@ -545,6 +547,8 @@ func (t *tree) describe(ctx context.Context, f found) (ipfs.Entry, error) {
 			return ipfs.Entry{}, contentError(err)
 		}
 		e.IsDir, e.Size = false, int64(n)
+	} else if size, ok := t.fileSizes[f.e.cid]; ok {
+		e.IsDir, e.Size = false, size
 	} else {
 		nd, err := t.dag.Get(ctx, f.e.cid)
 		if err != nil {
@@ -557,6 +561,8 @@ func (t *tree) describe(ctx context.Context, f found) (ipfs.Entry, error) {
 		e.IsDir, e.Size = ne.IsDir, ne.Size
 		if e.IsDir {
 			t.lastDir = nd
+		} else {
+			t.fileSizes.remember(f.e.cid, e.Size)
 		}
 	}
 	if f.in != nil { // remember the kind and size

@@ -26,26 +26,33 @@ import (
 // fillRepositories links a file in each of n repositories and checkpoints.
 func fillRepositories(t *testing.T, n *Node, repos int) cid.Cid {
 	t.Helper()
-	ctx := context.Background()
 	c := addString(t, n, "link")
+	fillRepositoriesWith(t, n, repos, func(int) cid.Cid { return c })
+	return c
+}
+
+// fillRepositoriesWith links the file file(i) in each repository i and checkpoints.
+func fillRepositoriesWith(t *testing.T, n *Node, repos int, file func(i int) cid.Cid) {
+	t.Helper()
+	ctx := context.Background()
 	for i := range repos {
-		if err := n.Link(ctx, fmt.Sprintf("/repositories/r%d/_manifests/tags/latest/link", i), c); err != nil {
+		if err := n.Link(ctx, fmt.Sprintf("/repositories/r%d/_manifests/tags/latest/link", i), file(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := n.checkpointNow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return c
 }
 
 // restartedWithRepositories returns a node with repos repositories, as fillRepositories
-// makes them, opened again after they were written: it holds nothing yet.
+// makes them but each with a file of its own, so that no two directories are the same,
+// opened again after they were written: it holds nothing yet.
 func restartedWithRepositories(t *testing.T, repos int) *Node {
 	t.Helper()
 	o := Options{Path: t.TempDir(), Swarm: loopback}
 	n := open(t, o)
-	fillRepositories(t, n, repos)
+	fillRepositoriesWith(t, n, repos, func(i int) cid.Cid { return addString(t, n, fmt.Sprint("link ", i)) })
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +165,61 @@ func TestWalkReadsEachDirectoryOnce(t *testing.T) {
 	// One read of each repository's directory, one of its _manifests to describe it.
 	if gets := dag.gets.Load(); gets != 200 {
 		t.Errorf("walking 100 directories read %d nodes, want 200", gets)
+	}
+}
+
+// TestWalkRemembersFileSizes walks repositories that each hold a dag-pb file, as the
+// digest and CID repositories hold their disco.json, twice, the tree holding none of them
+// in between: the second walk reads the directories, not the files again.
+func TestWalkRemembersFileSizes(t *testing.T) {
+	ctx := context.Background()
+	o := Options{Path: t.TempDir(), Swarm: loopback}
+	n := open(t, o)
+	fillRepositories(t, n, 50)
+	for i := range 50 {
+		nd := merkledag.NodeWithData(ft.FilePBData([]byte(fmt.Sprintf(`{"r":%d}`, i)), 8))
+		if err := nd.SetCidBuilder(ipfs.DagPBPrefix); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.tree.dag.Add(ctx, nd); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Link(ctx, fmt.Sprintf("/repositories/r%d/disco.json", i), nd.Cid()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = open(t, o)
+	dag := &countingDAG{DAGService: n.tree.dag}
+	n.tree.dag = dag
+	walk := func() int64 {
+		t.Helper()
+		if _, err := n.Names(ctx, "/repositories"); err != nil {
+			t.Fatal(err)
+		}
+		before := dag.gets.Load()
+		for i := range 50 {
+			p := fmt.Sprintf("/repositories/r%d", i)
+			if _, err := n.Names(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if e, err := n.Stat(ctx, p+"/disco.json"); err != nil || e.IsDir || e.Size != 8 {
+				t.Fatalf("Stat(%s/disco.json) = %+v, %v", p, e, err)
+			}
+		}
+		n.mu.Lock()
+		n.tree.trimTo(0)
+		n.mu.Unlock()
+		return dag.gets.Load() - before
+	}
+	// Each repository's directory, and its file.
+	if gets := walk(); gets != 100 {
+		t.Errorf("the first walk read %d nodes, want 100", gets)
+	}
+	if gets := walk(); gets != 50 {
+		t.Errorf("the second walk read %d nodes, want 50: the directories alone", gets)
 	}
 }
 
