@@ -464,3 +464,36 @@ func TestWritePauses(t *testing.T) {
 		t.Errorf("pauseAt %d after the write", stepped.pauseAt)
 	}
 }
+
+// TestWaitEndsWithContext holds the tree's lock: a lookup and a change waiting for it
+// return when their context ends, and the change given up is never made.
+func TestWaitEndsWithContext(t *testing.T) {
+	n := open(t, Options{Path: t.TempDir(), Swarm: loopback})
+	c := addString(t, n, "waiting")
+	n.mu.Lock()
+	errs := make(chan error, 2)
+	for _, call := range []func(context.Context) error{
+		func(ctx context.Context) error { _, err := n.Stat(ctx, "/waiting"); return err },
+		func(ctx context.Context) error { return n.Link(ctx, "/waiting", c) },
+	} {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			errs <- call(ctx)
+		}()
+	}
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("a call waiting for the lock returned %v, want its context's end", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a call waiting for the lock did not return when its context ended")
+		}
+	}
+	n.mu.Unlock()
+	if _, err := n.Stat(context.Background(), "/waiting"); !errors.Is(err, ipfs.ErrNotFound) {
+		t.Errorf("Stat of what the change given up would have linked: %v, want not found", err)
+	}
+}
