@@ -2,12 +2,13 @@ package embedded
 
 import "github.com/ipfs/go-cid"
 
-// fileSizes remembers the sizes of the dag-pb files described, by CID. A link to a dag-pb
-// node does not tell a file from a directory, and a walk of the catalog describes the
-// disco.json of every digest and CID repository, in directories the tree does not keep
-// (see names): without it, each walk reads each of those files. What a CID is never
-// changes, so what is remembered stays true; fileSizes holds at most maxFileSizes of
-// them, is emptied when full, and is let go of when the node idles.
+// fileSizes remembers the sizes of the files described, by CID. The size of a raw block
+// is asked of the blockstore, and a link to a dag-pb node does not tell a file from a
+// directory, so describing a file the tree does not hold costs a read. A walk of the
+// catalog describes the disco.json of every digest and CID repository, in directories the
+// tree does not keep (see names): without fileSizes, each walk read each of those files.
+// What a CID is never changes, so what is remembered stays true; fileSizes holds at most
+// maxFileSizes of them, is emptied when full, and is let go of when the node idles.
 type fileSizes map[cid.Cid]int64
 
 // maxFileSizes bounds fileSizes: 2 MiB of map when full (measured), and the CIDs' 36

@@ -47,7 +47,7 @@ type tree struct {
 	// entry, to learn that it is a directory, lists it, and describes what it lists,
 	// which looks it up, and it need not be read from the blockstore for each.
 	lastDir ipld.Node
-	// fileSizes are the sizes of dag-pb files described.
+	// fileSizes are the sizes of files described.
 	fileSizes fileSizes
 	// pauseAt, when not 0, is the count of directories written at which write pauses.
 	pauseAt int
@@ -541,14 +541,15 @@ func (t *tree) describe(ctx context.Context, f found) (ipfs.Entry, error) {
 	if f.e.kind == fileKind && f.e.size >= 0 {
 		return e, nil
 	}
-	if f.e.cid.Prefix().Codec == cid.Raw {
+	if size, ok := t.fileSizes[f.e.cid]; ok {
+		e.IsDir, e.Size = false, size
+	} else if f.e.cid.Prefix().Codec == cid.Raw {
 		n, err := t.blockSize(ctx, f.e.cid)
 		if err != nil {
 			return ipfs.Entry{}, contentError(err)
 		}
 		e.IsDir, e.Size = false, int64(n)
-	} else if size, ok := t.fileSizes[f.e.cid]; ok {
-		e.IsDir, e.Size = false, size
+		t.fileSizes.remember(f.e.cid, e.Size)
 	} else {
 		nd, err := t.dag.Get(ctx, f.e.cid)
 		if err != nil {
