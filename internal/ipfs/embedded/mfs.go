@@ -50,17 +50,12 @@ func (n *Node) change(ctx context.Context, f func(ctx context.Context) error) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	held := func() error {
-		defer n.mu.Unlock()
-		unixfsGlobals.RLock()
-		defer unixfsGlobals.RUnlock()
-		defer n.tree.trim()
-		n.used = time.Now()
-		n.changes++
-		return f(context.WithoutCancel(ctx))
+	locked := func() error {
+		_, err := onTree(n, true, func() (struct{}, error) { return struct{}{}, f(context.WithoutCancel(ctx)) })
+		return err
 	}
 	if n.mu.TryLock() { // nothing to wait for: as lookup does
-		return held()
+		return locked()
 	}
 	const waiting, running, abandoned = 0, 1, 2
 	var state atomic.Int32
@@ -71,7 +66,7 @@ func (n *Node) change(ctx context.Context, f func(ctx context.Context) error) er
 			n.mu.Unlock()
 			return
 		}
-		done <- held()
+		done <- locked()
 	}()
 	select {
 	case err := <-done:
@@ -85,29 +80,49 @@ func (n *Node) change(ctx context.Context, f func(ctx context.Context) error) er
 }
 
 // lookup runs f on the tree, holding the lock. If the lock is free, f runs at once on the
-// caller's goroutine: waiting for the lock is what ctx must be able to cut short, and a
-// goroutine for every lookup (its start, its stack grown for the blockstore's calls, the
-// wake-up of the caller) cost a catalog walk about a fifth of its CPU.
+// caller's goroutine, and runs to its end even if ctx ends meanwhile: waiting for the lock
+// is what ctx must be able to cut short, and a goroutine for every lookup (its start, its
+// stack grown for the blockstore's calls, the wake-up of the caller) cost a catalog walk
+// about a fifth of its CPU.
 func lookup[T any](ctx context.Context, n *Node, f func() (T, error)) (T, error) {
-	held := func() (T, error) {
-		defer n.mu.Unlock()
-		unixfsGlobals.RLock()
-		defer unixfsGlobals.RUnlock()
-		defer n.tree.trim()
-		n.used = time.Now()
-		return f()
-	}
 	if err := ctx.Err(); err != nil {
 		var zero T
 		return zero, err
 	}
 	if n.mu.TryLock() {
-		return held()
+		return onTree(n, false, f)
 	}
 	return withContext(ctx, func() (T, error) {
 		n.mu.Lock()
-		return held()
+		return onTree(n, false, f)
 	})
+}
+
+// onTree runs f on the tree, a change if change is set, with n.mu taken by the caller;
+// it lets go of n.mu. A panic in f is fatal, whatever goroutine f runs on (see
+// crashOnPanic).
+func onTree[T any](n *Node, change bool, f func() (T, error)) (T, error) {
+	defer n.mu.Unlock()
+	defer crashOnPanic()
+	unixfsGlobals.RLock()
+	defer unixfsGlobals.RUnlock()
+	defer n.tree.trim()
+	n.used = time.Now()
+	if change {
+		n.changes++
+	}
+	return f()
+}
+
+// crashOnPanic, deferred while n.mu is held, makes a panic crash the process, with the
+// lock still held, as it did when every MFS call ran on a goroutine of its own: recovered
+// by the HTTP server, as a handler's panic is, it would leave a change made in part for the
+// next checkpoint to write.
+func crashOnPanic() {
+	if v := recover(); v != nil {
+		go panic(fmt.Sprintf("mfs: %v\n%s", v, debug.Stack()))
+		select {}
+	}
 }
 
 func (n *Node) statMFS(ctx context.Context, p string) (ipfs.Entry, error) {
@@ -275,7 +290,7 @@ func (n *Node) checkpointNow(ctx context.Context) error {
 // checkpointStep is how many directories a checkpoint writes each time it holds n.mu:
 // with 5,000 images, a second of pushes changed about a thousand, and writing them at
 // once held every request for up to 50 ms. The last step, which writes the large
-// directories at the top, takes longest. After checkpointSteps, it writes what is left.
+// directories at the top, takes longest. Step checkpointSteps writes all that is left.
 const (
 	checkpointStep  = 128
 	checkpointSteps = 64
@@ -286,19 +301,22 @@ const (
 // an undefined CID if nothing changed since the last checkpoint.
 func (n *Node) writeRoot(ctx context.Context) (root cid.Cid, changes uint64, held int64, err error) {
 	for step := 1; ; step++ {
+		if err := ctx.Err(); err != nil {
+			return cid.Undef, 0, 0, err
+		}
 		n.mu.Lock()
 		if n.changes == n.checkpointed {
 			n.mu.Unlock()
 			return cid.Undef, 0, 0, nil
 		}
-		max := checkpointStep
+		limit := checkpointStep
 		if step == checkpointSteps {
-			max = 0
+			limit = 0
 		}
 		err = n.checkRoom() // the directories it writes need room on the disk
 		if err == nil {
 			unixfsGlobals.RLock()
-			root, err = n.tree.rootCIDPaused(ctx, max)
+			root, err = n.tree.rootCIDPaused(ctx, limit)
 			unixfsGlobals.RUnlock()
 		}
 		if errors.Is(err, errPaused) {

@@ -674,11 +674,11 @@ func (t *tree) rootCID(ctx context.Context) (cid.Cid, error) {
 	return t.rootCIDPaused(ctx, 0)
 }
 
-// rootCIDPaused is rootCID writing at most max directories (any number if max is 0): it
-// returns errPaused if more are left to write.
-func (t *tree) rootCIDPaused(ctx context.Context, max int) (cid.Cid, error) {
-	if max > 0 {
-		t.pauseAt = t.counts.written + max
+// rootCIDPaused is rootCID writing at most limit directories (any number if limit is 0):
+// it returns errPaused if more are left to write.
+func (t *tree) rootCIDPaused(ctx context.Context, limit int) (cid.Cid, error) {
+	if limit > 0 {
+		t.pauseAt = t.counts.written + limit
 		defer func() { t.pauseAt = 0 }()
 	}
 	c, err := t.write(ctx, t.root)

@@ -177,8 +177,10 @@ func TestWalkRemembersFileSizes(t *testing.T) {
 	n := open(t, o)
 	fillRepositories(t, n, 50)
 	for i := range 50 {
-		c := addString(t, n, fmt.Sprintf("raw %04d", i))
-		if i%2 == 0 {
+		var c cid.Cid
+		if i%2 == 1 {
+			c = addString(t, n, fmt.Sprintf("raw %04d", i))
+		} else {
 			nd := merkledag.NodeWithData(ft.FilePBData([]byte(fmt.Sprintf("pb %05d", i)), 8))
 			if err := nd.SetCidBuilder(ipfs.DagPBPrefix); err != nil {
 				t.Fatal(err)
@@ -457,11 +459,27 @@ func TestWritePauses(t *testing.T) {
 		if !errors.Is(err, errPaused) {
 			t.Fatal(err)
 		}
-		link(fmt.Sprintf("/repositories/r%02d/_manifests/tags/step/link", steps%40))
+		// Between steps, as requests do: a link, a directory removed, one replaced by a
+		// file (those may be written, or changed and not yet written), and a trim.
+		switch steps % 3 {
+		case 0:
+			link(fmt.Sprintf("/repositories/r%02d/_manifests/tags/step/link", steps%40))
+		case 1:
+			p := fmt.Sprintf("/repositories/r%02d", 29-steps/3)
+			for _, tr := range []*tree{stepped, whole} {
+				if err := tr.remove(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case 2:
+			link(fmt.Sprintf("/repositories/r%02d/_manifests", steps/3))
+		}
+		stepped.trimTo(0)
 	}
-	// 30 repositories of 4 directories, more for those the steps add, and 2 above them.
-	if steps < 122/16 {
-		t.Errorf("the write took %d steps of at most 16 directories", steps+1)
+	// Of the 122 directories (30 repositories of 4, 2 above them), the steps remove or
+	// replace at most a third; the rest take at least 5 steps.
+	if steps+1 < 5 {
+		t.Errorf("the write took %d steps of at most 16 directories, want at least 5", steps+1)
 	}
 	want, err := whole.rootCID(ctx)
 	if err != nil {
@@ -505,5 +523,58 @@ func TestWaitEndsWithContext(t *testing.T) {
 	n.mu.Unlock()
 	if _, err := n.Stat(context.Background(), "/waiting"); !errors.Is(err, ipfs.ErrNotFound) {
 		t.Errorf("Stat of what the change given up would have linked: %v, want not found", err)
+	}
+}
+
+// TestCheckpointWithChangesBetweenSteps checkpoints over and over while changes land, some
+// between a checkpoint's steps: the last checkpoint's stored root holds every change, the
+// journal is cut to nothing, and a restart finds them all.
+func TestCheckpointWithChangesBetweenSteps(t *testing.T) {
+	ctx := context.Background()
+	o := Options{Path: t.TempDir(), Swarm: loopback}
+	n := open(t, o)
+	c := addString(t, n, "link")
+	const repos = 400 // 1,600 directories: checkpoints of several steps
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range repos {
+			if err := n.Link(ctx, fmt.Sprintf("/repositories/r%d/_manifests/tags/latest/link", i), c); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if err := n.checkpointNow(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.mu.Lock()
+	root, err := n.tree.rootCID(ctx)
+	journal := n.journal.len
+	n.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored := storedRoot(t, n); stored != root {
+		t.Errorf("stored root %s, the tree's %s", stored, root)
+	}
+	if journal != 0 {
+		t.Errorf("the journal holds %d bytes after the last checkpoint, want none", journal)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = open(t, o)
+	for i := range repos {
+		if st, err := n.Stat(ctx, fmt.Sprintf("/repositories/r%d/_manifests/tags/latest/link", i)); err != nil || st.CID != c {
+			t.Fatalf("r%d after a restart: %v, %v", i, st, err)
+		}
 	}
 }
