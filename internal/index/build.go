@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3"
@@ -202,7 +203,7 @@ func (ix *Index) read(ctx context.Context, src source, name string) ([]Tag, map[
 		if err != nil {
 			return nil, nil, fmt.Errorf("tag %s: %w", t, err)
 		}
-		tags = append(tags, Tag{Name: t, Digest: desc.Digest})
+		tags = append(tags, Tag{Name: strings.Clone(t), Digest: desc.Digest}) // not the path it was cut from
 	}
 	slices.SortFunc(tags, func(a, b Tag) int { return compareNames(a.Name, b.Name) })
 	ms, err := repo.Manifests(ctx)
