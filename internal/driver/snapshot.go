@@ -21,16 +21,20 @@ import (
 // through it (the index's build at start-up) leaves nothing in MFS's caches, whose every
 // directory MFS writes out again at its next checkpoint and when the node closes.
 func Snapshot(ctx context.Context, node ipfs.Node, root string) (storagedriver.StorageDriver, error) {
+	return newSnapshot(ctx, node, root, snapshotDirs)
+}
+
+// newSnapshot is Snapshot remembering the CIDs of at most limit directories.
+func newSnapshot(ctx context.Context, node ipfs.Node, root string, limit int) (storagedriver.StorageDriver, error) {
 	e, err := node.Stat(ctx, path.Join("/", root))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", root, err)
 	}
-	dirs, err := lru.New[string, cid.Cid](snapshotDirs)
+	dirs, err := lru.New[string, cid.Cid](limit)
 	if err != nil {
 		return nil, err
 	}
-	dirs.Add("/", e.CID)
-	return &base.Base{StorageDriver: &snapshot{node: node, dirs: dirs}}, nil
+	return &base.Base{StorageDriver: &snapshot{node: node, root: e.CID, dirs: dirs}}, nil
 }
 
 // snapshotDirs bounds how many directories a snapshot remembers the CIDs of: a few for
@@ -41,13 +45,17 @@ var errReadOnly = errors.New("snapshot: read-only")
 
 type snapshot struct {
 	node ipfs.Node
-	dirs *lru.Cache[string, cid.Cid] // by driver path
+	root cid.Cid                     // the directory at "/", kept apart: dir stops there
+	dirs *lru.Cache[string, cid.Cid] // by driver path, below "/"
 }
 
 func (s *snapshot) Name() string { return Name + "-snapshot" }
 
 // dir returns the CID of the directory at driver path p, resolving it from its parent's.
 func (s *snapshot) dir(ctx context.Context, p string) (cid.Cid, error) {
+	if p == "/" {
+		return s.root, nil
+	}
 	if c, ok := s.dirs.Get(p); ok {
 		return c, nil
 	}
@@ -68,6 +76,9 @@ func (s *snapshot) dir(ctx context.Context, p string) (cid.Cid, error) {
 
 // ipfsPath returns the IPFS path of driver path p.
 func (s *snapshot) ipfsPath(ctx context.Context, p string) (string, error) {
+	if p == "/" {
+		return "/ipfs/" + s.root.String(), nil
+	}
 	if c, ok := s.dirs.Get(p); ok {
 		return "/ipfs/" + c.String(), nil
 	}

@@ -80,6 +80,27 @@ func testSnapshot(t *testing.T, node ipfs.Node) {
 		t.Errorf("Walk: %q", got)
 	}
 
+	// Remembering one directory, a snapshot still reads through: it forgets the others,
+	// never the root, which every other is resolved from.
+	small, err := newSnapshot(ctx, node, d.inner().root, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		for p, want := range map[string]string{"/a/b/c": "c", "/a/new": "new", "/e": ""} {
+			got, err := small.GetContent(ctx, p)
+			if p == "/e" {
+				if !errors.As(err, new(storagedriver.PathNotFoundError)) {
+					t.Errorf("small snapshot: GetContent(/e): %v, want PathNotFoundError", err)
+				}
+				continue
+			}
+			if err != nil || string(got) != want {
+				t.Errorf("small snapshot: GetContent(%s) = %q, %v; want %q", p, got, err, want)
+			}
+		}
+	}
+
 	if err := snap.PutContent(ctx, "/x", []byte("x")); err == nil {
 		t.Error("a snapshot took a write")
 	}
