@@ -48,6 +48,9 @@ func (n *Node) collectGarbage(ctx context.Context, keep []cid.Cid) (GCStats, err
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	root, err := n.tree.rootCID(ctx)
+	if err == nil {
+		err = n.tree.pending.flush(ctx) // of a checkpoint that has not got there yet
+	}
 	if err != nil {
 		return stats, err
 	}

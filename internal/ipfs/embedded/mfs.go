@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	gopath "path"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -126,11 +127,23 @@ func crashOnPanic() {
 }
 
 func (n *Node) statMFS(ctx context.Context, p string) (ipfs.Entry, error) {
-	return lookup(ctx, n, func() (ipfs.Entry, error) { return n.tree.stat(ctx, p) })
+	return lookup(ctx, n, func() (ipfs.Entry, error) {
+		e, err := n.tree.stat(ctx, p)
+		if err == nil {
+			err = n.tree.exposed(ctx, e)
+		}
+		return e, err
+	})
 }
 
 func (n *Node) listMFS(ctx context.Context, p string) ([]ipfs.Entry, error) {
-	return lookup(ctx, n, func() ([]ipfs.Entry, error) { return n.tree.list(ctx, p) })
+	return lookup(ctx, n, func() ([]ipfs.Entry, error) {
+		es, err := n.tree.list(ctx, p)
+		if err == nil {
+			err = n.tree.exposed(ctx, es...)
+		}
+		return es, err
+	})
 }
 
 // Names implements ipfs.Namer.
@@ -262,14 +275,18 @@ func (n *Node) idle() {
 // checkpointNow writes the directories changed since the last checkpoint, records the
 // new root in the repository, as MFS's own publishing does, and drops from the journal the
 // records the root holds. It holds n.mu to write the tree, a step at a time, and to cut
-// the journal, not while the repository syncs the root to disk: on a busy disk that can
-// take seconds, and every request would wait.
+// the journal, not while the blocks written go to the blockstore (see pendingDAG) nor
+// while the repository syncs the root to disk: on a busy disk that can take seconds, and
+// every request would wait.
 func (n *Node) checkpointNow(ctx context.Context) error {
 	n.checkpointing.Lock()
 	defer n.checkpointing.Unlock()
 	root, changes, held, err := n.writeRoot(ctx)
 	if err == nil && !root.Defined() {
 		return nil // nothing changed
+	}
+	if err == nil {
+		err = n.tree.pending.flush(ctx)
 	}
 	if err == nil {
 		err = n.recordRoot(ctx, root)
@@ -288,12 +305,14 @@ func (n *Node) checkpointNow(ctx context.Context) error {
 }
 
 // checkpointStep is how many directories a checkpoint writes each time it holds n.mu:
-// with 5,000 images, a second of pushes changed about a thousand, and writing them at
-// once held every request for up to 50 ms. The last step, which writes the large
-// directories at the top, takes longest. Step checkpointSteps writes all that is left.
+// with 10,000 images, a second of pushes changed about a thousand, and a push, which
+// takes and lets go of n.mu a few dozen times, waited for about one step each time: with
+// steps of 128 it waited for most of the checkpoint. After each step the checkpoint lets
+// the goroutines waiting for n.mu run. The last step, which writes the large directories
+// at the top, takes longest. Step checkpointSteps writes all that is left.
 const (
-	checkpointStep  = 128
-	checkpointSteps = 64
+	checkpointStep  = 4
+	checkpointSteps = 2048
 )
 
 // writeRoot writes the directories changed since the last checkpoint, a step at a time,
@@ -316,11 +335,14 @@ func (n *Node) writeRoot(ctx context.Context) (root cid.Cid, changes uint64, hel
 		err = n.checkRoom() // the directories it writes need room on the disk
 		if err == nil {
 			unixfsGlobals.RLock()
+			n.tree.pending.hold(true) // put in the blockstore by checkpointNow, unlocked
 			root, err = n.tree.rootCIDPaused(ctx, limit)
+			n.tree.pending.hold(false)
 			unixfsGlobals.RUnlock()
 		}
 		if errors.Is(err, errPaused) {
 			n.mu.Unlock()
+			runtime.Gosched()
 			continue
 		}
 		if err == nil {

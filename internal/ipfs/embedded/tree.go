@@ -36,7 +36,8 @@ import (
 // A tree is not safe for concurrent use: the node's mu guards it. Its operations never
 // drop a directory in the middle; trim does, between operations.
 type tree struct {
-	dag        ipld.DAGService // the blockstore alone: what MFS links is local
+	dag        ipld.DAGService // pending, over the blockstore alone: what MFS links is local
+	pending    *pendingDAG
 	blockSize  func(ctx context.Context, c cid.Cid) (int, error)
 	root       *dir
 	lru        list.List // of *dir: clean, current in their parent, most recently used first
@@ -103,7 +104,8 @@ type entry struct {
 }
 
 func newTree(dag ipld.DAGService, blockSize func(context.Context, cid.Cid) (int, error), root ipld.Node) (*tree, error) {
-	t := &tree{dag: dag, blockSize: blockSize, maxEntries: defaultMaxEntries}
+	p := newPendingDAG(dag)
+	t := &tree{dag: p, pending: p, blockSize: blockSize, maxEntries: defaultMaxEntries}
 	ents, err := t.listing(context.Background(), root)
 	if err != nil {
 		return nil, fmt.Errorf("mfs root %s: %w", root.Cid(), err)
@@ -684,4 +686,14 @@ func (t *tree) rootCIDPaused(ctx context.Context, limit int) (cid.Cid, error) {
 	c, err := t.write(ctx, t.root)
 	t.root.node = nil
 	return c, err
+}
+
+// exposed is called with what a lookup returns before it leaves the tree: the CID of a
+// directory must name blocks in the blockstore, where the rest of Disco and the network
+// read it, so the blocks a checkpoint keeps in memory are put there first.
+func (t *tree) exposed(ctx context.Context, es ...ipfs.Entry) error {
+	if !slices.ContainsFunc(es, func(e ipfs.Entry) bool { return e.IsDir }) || !t.pending.pending() {
+		return nil
+	}
+	return t.pending.flush(ctx)
 }
