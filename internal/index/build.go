@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -83,8 +84,12 @@ func (ix *Index) Run(ctx context.Context) error {
 			// queue's first empty moment ends the build: the snapshot, and the caches
 			// of a walk of the whole registry it holds, can go. Waiting for Ready
 			// instead kept them until the next change, Ready being set a moment after.
-			if ix.q.done() {
+			if ix.q.done() && built.reg != nil {
 				built = source{}
+				// What the build read is garbage now, and the heap grew for it: at
+				// 10,000 images, 60 MiB more than the index kept, held until the next
+				// collection, which an idle registry may not make for long.
+				debug.FreeOSMemory()
 			}
 		}
 	}()
