@@ -304,3 +304,52 @@ func freePort() (int, error) {
 	}
 	return ports[0], nil
 }
+
+// cpuTicks returns the CPU time the process has used, in clock ticks.
+func (r *registry) cpuTicks() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command's name, which is in parentheses and may hold spaces:
+	// utime and stime are the 12th and 13th of them.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", r.cmd.Process.Pid, b)
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	return u + s, errors.Join(err1, err2)
+}
+
+// settle waits until the process has used less than a tenth of a CPU for three seconds
+// in a row (Disco builds its index after a start), or until limit, and returns how long
+// it waited.
+func (r *registry) settle(ctx context.Context, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	last, err := r.cpuTicks()
+	if err != nil {
+		return 0, err
+	}
+	for quiet := 0; quiet < 3 && time.Since(start) < limit; {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-r.done:
+			return 0, r.alive()
+		case <-time.After(time.Second):
+		}
+		now, err := r.cpuTicks()
+		if err != nil {
+			return 0, err
+		}
+		if now-last < 10 { // ticks are of 10 ms: 100 a second
+			quiet++
+		} else {
+			quiet = 0
+		}
+		last = now
+	}
+	return time.Since(start), nil
+}
