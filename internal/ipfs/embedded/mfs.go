@@ -179,6 +179,10 @@ func (n *Node) Move(ctx context.Context, src, dst string) error {
 		if err != nil {
 			return err
 		}
+		// The journal names it: a restart reads it from the blockstore.
+		if err := n.tree.exposed(ctx, ipfs.Entry{CID: nd.Cid(), IsDir: true}); err != nil {
+			return err
+		}
 		if err := n.tree.link(ctx, dst, nd); err != nil {
 			return err
 		}
@@ -289,6 +293,9 @@ func (n *Node) checkpointNow(ctx context.Context) error {
 		err = n.tree.pending.flush(ctx)
 	}
 	if err == nil {
+		err = n.checkRoom() // the flush took some: the datastore must not fill the disk
+	}
+	if err == nil {
 		err = n.recordRoot(ctx, root)
 	}
 	if err != nil {
@@ -358,6 +365,10 @@ func (n *Node) writeRoot(ctx context.Context) (root cid.Cid, changes uint64, hel
 func (n *Node) recordRoot(ctx context.Context, root cid.Cid) error {
 	ds := n.ipfs.Repo.Datastore()
 	if err := ds.Sync(ctx, blockstore.BlockPrefix); err != nil {
+		return err
+	}
+	// flatfs, opened without sync, syncs nothing above: the file system does.
+	if err := n.disk.Sync(ctx); err != nil {
 		return err
 	}
 	if err := ds.Put(ctx, node.FilesRootDatastoreKey, root.Bytes()); err != nil {

@@ -17,13 +17,19 @@ import (
 // at 10,000 images a push waited for a whole checkpoint, a tenth of every second.
 //
 // Until flushed, the blocks are read from memory. Whatever leaves the tree with the CID of
-// a directory (a stat or a listing, a root) must flush first, since the node's blockstore
-// is what the rest of Disco and the network read: see exposed.
+// a directory (a stat or a listing, a root, a directory moved and journaled) must flush
+// first, since the node's blockstore is what the rest of Disco, the network and a restart
+// read: see tree.exposed. While blocks wait, every block added waits too, so that a
+// directory whose own block is in the blockstore has all of its own there: only a held
+// CID needs a flush. After a flush fails (a disk that refuses writes), nothing more is
+// held until one succeeds: memory does not grow with every checkpoint, and writes fail
+// where they are made, as they did before.
 type pendingDAG struct {
 	ipld.DAGService // the blockstore
 
 	mu      sync.Mutex
 	holding bool
+	failed  bool // the last flush failed
 	blocks  map[cid.Cid]ipld.Node
 }
 
@@ -36,6 +42,15 @@ func (p *pendingDAG) hold(on bool) {
 	p.mu.Lock()
 	p.holding = on
 	p.mu.Unlock()
+}
+
+// mustFlush reports whether c, about to leave the tree, needs a flush first: it is held,
+// or blocks are held while new ones are not (see pendingDAG).
+func (p *pendingDAG) mustFlush(c cid.Cid) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, held := p.blocks[c]
+	return held || (p.failed && len(p.blocks) > 0)
 }
 
 // pending reports whether blocks wait to be flushed.
@@ -54,14 +69,16 @@ func (p *pendingDAG) flush(ctx context.Context) error {
 	if len(nds) == 0 {
 		return nil
 	}
-	if err := p.DAGService.AddMany(ctx, nds); err != nil {
+	err := p.DAGService.AddMany(ctx, nds)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failed = err != nil
+	if err != nil {
 		return err // kept: the next flush tries again
 	}
-	p.mu.Lock()
 	for _, nd := range nds {
 		delete(p.blocks, nd.Cid())
 	}
-	p.mu.Unlock()
 	return nil
 }
 
@@ -85,14 +102,16 @@ func (p *pendingDAG) AddMany(ctx context.Context, nds []ipld.Node) error {
 	return p.DAGService.AddMany(ctx, rest)
 }
 
-// keep keeps nd in memory if holding is set, and reports whether it did.
+// keep keeps nd in memory if holding is set or blocks wait, unless a flush failed, and
+// reports whether it did.
 func (p *pendingDAG) keep(nd ipld.Node) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.holding {
+	keep := (p.holding || len(p.blocks) > 0) && !p.failed
+	if keep {
 		p.blocks[nd.Cid()] = nd
 	}
-	return p.holding
+	return keep
 }
 
 func (p *pendingDAG) held(c cid.Cid) (ipld.Node, bool) {
@@ -122,25 +141,19 @@ func (p *pendingDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.Nod
 	if len(held) == 0 {
 		return p.DAGService.GetMany(ctx, cs)
 	}
-	out := make(chan *ipld.NodeOption, len(held))
+	// Room for every answer, as merkledag's: the goroutine never waits for the reader.
+	out := make(chan *ipld.NodeOption, len(cs))
+	for _, nd := range held {
+		out <- &ipld.NodeOption{Node: nd}
+	}
+	if len(rest) == 0 {
+		close(out)
+		return out
+	}
 	go func() {
 		defer close(out)
-		for _, nd := range held {
-			select {
-			case out <- &ipld.NodeOption{Node: nd}:
-			case <-ctx.Done():
-				return
-			}
-		}
-		if len(rest) == 0 {
-			return
-		}
 		for o := range p.DAGService.GetMany(ctx, rest) {
-			select {
-			case out <- o:
-			case <-ctx.Done():
-				return
-			}
+			out <- o
 		}
 	}()
 	return out

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -96,5 +97,76 @@ func TestPendingDAGGetMany(t *testing.T) {
 	}
 	if _, err := dag.Get(ctx, b.Cid()); err != nil {
 		t.Errorf("after the flush: %v", err)
+	}
+}
+
+// TestMoveDuringCheckpoint moves a directory that a checkpoint in progress wrote: the
+// journal names it, so it is in the blockstore, all of it, when the move is acknowledged.
+func TestMoveDuringCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	n := open(t, Options{Path: t.TempDir(), Swarm: loopback})
+	fillRepositories(t, n, 20)
+	c := addString(t, n, "new")
+	if err := n.Link(ctx, "/repositories/r7/_manifests/tags/new/link", c); err != nil {
+		t.Fatal(err)
+	}
+	n.checkpointing.Lock()
+	defer n.checkpointing.Unlock()
+	if _, _, _, err := n.writeRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Move(ctx, "/repositories/r7", "/moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock() // what the journal names, read as a restart would, not through a Stat
+	nd, err := n.tree.nodeAt(ctx, "/moved")
+	n.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := merkledag.Walk(ctx, merkledag.GetLinksWithDAG(n.local), nd.Cid(), cid.NewSet().Visit); err != nil {
+		t.Errorf("a directory moved during a checkpoint is not in the blockstore: %v", err)
+	}
+}
+
+// failingDAG refuses every write.
+type failingDAG struct{ ipld.DAGService }
+
+var errRefused = errors.New("refused")
+
+func (failingDAG) Add(context.Context, ipld.Node) error       { return errRefused }
+func (failingDAG) AddMany(context.Context, []ipld.Node) error { return errRefused }
+func (d failingDAG) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
+	return d.DAGService.Get(ctx, c)
+}
+
+// TestPendingDAGStopsHoldingAfterAFailedFlush checks that blocks are not kept in memory
+// for ever on a disk that refuses them: after a failed flush, adds fail where they are
+// made.
+func TestPendingDAGStopsHoldingAfterAFailedFlush(t *testing.T) {
+	ctx := context.Background()
+	_, dag := memTree(t)
+	p := newPendingDAG(failingDAG{dag})
+	p.hold(true)
+	first := merkledag.NodeWithData(ft.FilePBData([]byte("first"), 5))
+	if err := p.Add(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	p.hold(false)
+	if err := p.flush(ctx); !errors.Is(err, errRefused) {
+		t.Fatalf("flush: %v, want the blockstore's error", err)
+	}
+	p.hold(true)
+	if err := p.Add(ctx, merkledag.NodeWithData(ft.FilePBData([]byte("second"), 6))); !errors.Is(err, errRefused) {
+		t.Errorf("an add after a failed flush: %v, want the blockstore's error", err)
+	}
+	if !p.mustFlush(cid.Undef) {
+		t.Error("after a failed flush, a directory leaving the tree does not flush")
+	}
+	if nd, err := p.Get(ctx, first.Cid()); err != nil || nd.Cid() != first.Cid() {
+		t.Errorf("a block held: %v, %v", nd, err)
 	}
 }

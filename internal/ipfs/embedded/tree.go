@@ -692,7 +692,7 @@ func (t *tree) rootCIDPaused(ctx context.Context, limit int) (cid.Cid, error) {
 // directory must name blocks in the blockstore, where the rest of Disco and the network
 // read it, so the blocks a checkpoint keeps in memory are put there first.
 func (t *tree) exposed(ctx context.Context, es ...ipfs.Entry) error {
-	if !slices.ContainsFunc(es, func(e ipfs.Entry) bool { return e.IsDir }) || !t.pending.pending() {
+	if !slices.ContainsFunc(es, func(e ipfs.Entry) bool { return e.IsDir && t.pending.mustFlush(e.CID) }) {
 		return nil
 	}
 	return t.pending.flush(ctx)
