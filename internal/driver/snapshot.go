@@ -55,10 +55,7 @@ func (s *snapshot) Name() string { return Name + "-snapshot" }
 
 // dir returns the CID of the directory at driver path p, resolving it from its parent's.
 func (s *snapshot) dir(ctx context.Context, p string) (cid.Cid, error) {
-	if p == "/" {
-		return s.root, nil
-	}
-	if c, ok := s.dirs.Get(p); ok {
+	if c, ok := s.known(p); ok {
 		return c, nil
 	}
 	parent, err := s.dir(ctx, path.Dir(p))
@@ -76,12 +73,17 @@ func (s *snapshot) dir(ctx context.Context, p string) (cid.Cid, error) {
 	return e.CID, nil
 }
 
+// known returns the CID of the directory at p if the snapshot remembers it.
+func (s *snapshot) known(p string) (cid.Cid, bool) {
+	if p == "/" {
+		return s.root, true
+	}
+	return s.dirs.Get(p)
+}
+
 // ipfsPath returns the IPFS path of driver path p.
 func (s *snapshot) ipfsPath(ctx context.Context, p string) (string, error) {
-	if p == "/" {
-		return "/ipfs/" + s.root.String(), nil
-	}
-	if c, ok := s.dirs.Get(p); ok {
+	if c, ok := s.known(p); ok {
 		return "/ipfs/" + c.String(), nil
 	}
 	parent, err := s.dir(ctx, path.Dir(p))

@@ -87,7 +87,7 @@ func (ix *Index) Run(ctx context.Context) error {
 			if ix.q.done() && built.reg != nil {
 				built = source{}
 				// What the build read is garbage now, and the heap grew for it: at
-				// 10,000 images, 60 MiB more than the index kept, held until the next
+				// 15,600 images, 60 MiB more than the index kept, held until the next
 				// collection, which an idle registry may not make for long.
 				debug.FreeOSMemory()
 			}

@@ -53,13 +53,6 @@ func (p *pendingDAG) mustFlush(c cid.Cid) bool {
 	return held || (p.failed && len(p.blocks) > 0)
 }
 
-// pending reports whether blocks wait to be flushed.
-func (p *pendingDAG) pending() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.blocks) > 0
-}
-
 // flush puts the blocks kept in memory in the blockstore, and then forgets them. It may
 // run alongside the tree's operations, and alongside another flush.
 func (p *pendingDAG) flush(ctx context.Context) error {

@@ -79,7 +79,7 @@ func TestPendingDAGGetMany(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.hold(false)
-	if has, _ := dag.Get(ctx, b.Cid()); has != nil {
+	if nd, _ := dag.Get(ctx, b.Cid()); nd != nil {
 		t.Fatal("a block added while holding is in the blockstore")
 	}
 	got := map[cid.Cid]bool{}
@@ -139,8 +139,12 @@ var errRefused = errors.New("refused")
 
 func (failingDAG) Add(context.Context, ipld.Node) error       { return errRefused }
 func (failingDAG) AddMany(context.Context, []ipld.Node) error { return errRefused }
-func (d failingDAG) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
-	return d.DAGService.Get(ctx, c)
+
+// pending reports whether blocks wait to be flushed.
+func (p *pendingDAG) pending() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.blocks) > 0
 }
 
 // TestPendingDAGStopsHoldingAfterAFailedFlush checks that blocks are not kept in memory
