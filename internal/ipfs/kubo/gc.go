@@ -17,6 +17,11 @@ var _ ipfs.Collector = (*Node)(nil)
 // the while, so that it keeps them too.
 func (n *Node) CollectGarbage(ctx context.Context, keep []cid.Cid) (ipfs.GCStats, error) {
 	var stats ipfs.GCStats
+	// A collection under changes not yet persisted can leave the daemon's MFS hung
+	// (kubo#10842).
+	if err := n.Flush(ctx); err != nil {
+		return stats, err
+	}
 	const hold = "/disco-gc-keep"
 	for _, c := range keep {
 		if err := n.Hold(ctx, hold, c); err != nil {

@@ -14,10 +14,8 @@ import (
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
-// Every MFS change here is flushed as the daemon makes it (files commands flush by
-// default): a daemon counts changes made with --flush=false, all clients together, and
-// refuses more past Internal.MFSNoFlushLimit (kubo#10985); and a garbage collection keeps
-// what the flushed root reaches, not what MFS holds in memory (kubo#10842).
+// Changes of the tree are persisted together, by Flush (see batch.go); holds, and the
+// removal of a batch, are persisted as they are made.
 
 // Stat implements ipfs.Node. files stat takes IPFS paths too.
 func (n *Node) Stat(ctx context.Context, p string) (ipfs.Entry, error) {
@@ -132,24 +130,13 @@ func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 	return n.link(ctx, p, c)
 }
 
-// link places c at p in place of what is there. The caller holds n.mu. A change that
-// another client's made it fail is made again, a few times.
+// link places c at p in place of what is there. The caller holds n.mu.
 func (n *Node) link(ctx context.Context, p string, c cid.Cid) error {
-	for range 3 {
-		err := n.replace(ctx, p, c)
-		if !errors.Is(err, errFlush) {
-			return err
-		}
-	}
-	return n.replace(ctx, p, c)
-}
-
-func (n *Node) replace(ctx context.Context, p string, c cid.Cid) error {
 	err := n.cp(ctx, c, p)
 	if !errors.Is(err, errExists) {
 		return err
 	}
-	if err := n.rm(ctx, p); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
+	if err := n.trash(ctx, p); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
 		return err
 	}
 	return n.cp(ctx, c, p)
@@ -157,7 +144,10 @@ func (n *Node) replace(ctx context.Context, p string, c cid.Cid) error {
 
 // cp places c at p, creating parent directories, unless something is there already.
 func (n *Node) cp(ctx context.Context, c cid.Cid, p string) error {
-	rb := n.api.Request("files/cp", "/ipfs/"+c.String(), p).Option("parents", true)
+	if err := n.change(ctx); err != nil {
+		return err
+	}
+	rb := n.api.Request("files/cp", "/ipfs/"+c.String(), p).Option("parents", true).Option("flush", false)
 	if err := n.call(ctx, rb, "files cp", true); err != nil {
 		return fmt.Errorf("link %s at %s: %w", c, p, err)
 	}
@@ -183,7 +173,7 @@ func (n *Node) Move(ctx context.Context, src, dst string) error {
 	if err := n.link(ctx, dst, e.CID); err != nil {
 		return err
 	}
-	return n.rm(ctx, src)
+	return n.trash(ctx, src)
 }
 
 // Remove implements ipfs.Node.
@@ -193,7 +183,7 @@ func (n *Node) Remove(ctx context.Context, p string) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.rm(ctx, p)
+	return n.trash(ctx, p)
 }
 
 // rm removes p and what is below it. files rm reports what it could not remove in the body
@@ -218,12 +208,12 @@ func (n *Node) rm(ctx context.Context, p string) error {
 	return nil
 }
 
-// Flush implements ipfs.Node: files flush of the root writes the root the daemon
-// starts from to its repository.
+// Flush implements ipfs.Node: it persists the changes made since the last Flush (see
+// batch.go).
 func (n *Node) Flush(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.call(ctx, n.api.Request("files/flush", "/"), "files flush", true)
+	return n.flush(ctx)
 }
 
 // checkPath checks that p is an absolute MFS or IPFS path.

@@ -27,10 +27,11 @@ import (
 // Node is a Kubo daemon, reached through its RPC API. It implements ipfs.Node and
 // ipfs.Holder, and is safe for concurrent use.
 type Node struct {
-	api      *rpc.HttpApi
-	client   *http.Client
-	timeout  time.Duration
-	holdRoot string
+	api        *rpc.HttpApi
+	client     *http.Client
+	timeout    time.Duration
+	holdRoot   string
+	flushAfter time.Duration
 
 	// mu orders MFS calls: changes hold it exclusively, lookups shared until the daemon
 	// starts to answer. Kubo's MFS loses changes made at the same time: files cp flushes
@@ -39,7 +40,8 @@ type Node struct {
 	// file does not exist") and is lost. Nor has MFS an atomic replace: files cp --force
 	// unlinks first and refuses directories, and files mv moves into a directory in the
 	// way. So Link removes what is in the way and links, and no lookup sees the gap.
-	mu sync.RWMutex
+	mu    sync.RWMutex
+	batch batch // the changes not yet persisted
 
 	health health
 }
@@ -83,7 +85,7 @@ const DefaultHoldRoot = "/disco-holds"
 // ("http://127.0.0.1:5001") or a multiaddr ("/ip4/127.0.0.1/tcp/5001"). It checks that
 // the daemon answers and that its import settings give Disco's CIDs.
 func New(ctx context.Context, addr string, opts ...Option) (*Node, error) {
-	n := &Node{timeout: DefaultTimeout, holdRoot: DefaultHoldRoot}
+	n := &Node{timeout: DefaultTimeout, holdRoot: DefaultHoldRoot, flushAfter: DefaultFlushAfter}
 	for _, o := range opts {
 		o(n)
 	}
@@ -107,6 +109,7 @@ func New(ctx context.Context, addr string, opts ...Option) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
+	n.dropStale(ctx)
 	return n, nil
 }
 
@@ -140,10 +143,16 @@ func newClient() *http.Client {
 	}}
 }
 
-// Close closes the node's idle connections to the daemon; the daemon runs on.
+// Close persists the changes not yet persisted, if the daemon does so within a few
+// seconds, and closes the node's idle connections to the daemon; the daemon runs on.
 func (n *Node) Close() error {
+	n.mu.Lock()
+	ctx, cancel := context.WithTimeout(context.Background(), min(n.timeout, closeTimeout))
+	err := n.flush(ctx)
+	cancel()
+	n.mu.Unlock()
 	n.client.CloseIdleConnections()
-	return nil
+	return err
 }
 
 // Identity implements ipfs.Node.

@@ -1,0 +1,127 @@
+package kubo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+)
+
+func addBytes(t *testing.T, ctx context.Context, n *Node, b string) cid.Cid {
+	t.Helper()
+	c, err := n.Add(ctx, files.NewBytesFile([]byte(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestLostBatchFails kills the daemon between a change and its Flush: the daemon lost
+// the change, and Flush must say so rather than report it persisted.
+func TestLostBatchFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, n := start(t)
+	n.flushAfter = time.Hour
+	a := addBytes(t, ctx, n, "a")
+	if err := n.Link(ctx, "/lost/a", a); err != nil {
+		t.Fatal(err)
+	}
+	d.Kill()
+	d.Start()
+	if err := n.Flush(ctx); !errors.Is(err, ipfs.ErrUnavailable) || !errors.Is(err, errLost) {
+		t.Fatalf("Flush after the daemon lost a change = %v, want ErrUnavailable and errLost", err)
+	}
+	if _, err := n.Stat(ctx, "/lost/a"); !errors.Is(err, ipfs.ErrNotFound) {
+		t.Errorf("Stat of the lost change = %v: the change was persisted without a Flush", err)
+	}
+	// The next batch is persisted as usual.
+	if err := n.Link(ctx, "/kept/a", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Flush(ctx); err != nil {
+		t.Fatalf("Flush of the next batch: %v", err)
+	}
+	if es, err := n.List(ctx, pendingRoot); err != nil || len(es) != 0 {
+		t.Errorf("pending directories left after a Flush: %v, %v", es, err)
+	}
+	d.Kill()
+	d.Start()
+	if _, err := n.Stat(ctx, "/kept/a"); err != nil {
+		t.Errorf("Stat of a change flushed before a restart: %v", err)
+	}
+}
+
+// TestStalePendingDropped starts a node over a daemon that kept the pending directories
+// of Nodes gone (the daemon stopped before it persisted their removal): those of an
+// hour ago are removed, others kept.
+func TestStalePendingDropped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, n := start(t)
+	old := fmt.Sprintf("%s/%d-OLD", pendingRoot, time.Now().Add(-2*time.Hour).Unix())
+	recent := fmt.Sprintf("%s/%d-RECENT", pendingRoot, time.Now().Unix())
+	d.Run("files", "mkdir", "-p", old+"/1")
+	d.Run("files", "mkdir", "-p", recent+"/1")
+	n2, err := New(ctx, d.APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	if _, err := n.Stat(ctx, old); !errors.Is(err, ipfs.ErrNotFound) {
+		t.Errorf("Stat of a pending directory of two hours ago = %v, want it removed", err)
+	}
+	if _, err := n.Stat(ctx, recent); err != nil {
+		t.Errorf("Stat of a recent pending directory = %v, want it kept", err)
+	}
+}
+
+// TestLongBatch makes more changes without a Flush than the daemon takes unflushed
+// (Internal.MFSNoFlushLimit, 256 by default): the node persists them on its own first.
+func TestLongBatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, n := start(t)
+	n.flushAfter = time.Hour
+	a := addBytes(t, ctx, n, "a")
+	for i := range 300 {
+		if err := n.Link(ctx, fmt.Sprintf("/long/%d", i), a); err != nil {
+			t.Fatalf("change %d: %v", i, err)
+		}
+	}
+}
+
+// TestFlushLater makes a change that no Flush follows, as a clone made while serving a
+// pull does: it is persisted a moment later all the same.
+func TestFlushLater(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d, n := start(t)
+	n.flushAfter = 100 * time.Millisecond
+	a := addBytes(t, ctx, n, "a")
+	if err := n.Link(ctx, "/later/a", a); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		n.mu.RLock()
+		pending := n.batch.dir != ""
+		n.mu.RUnlock()
+		if !pending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a change no Flush followed is still pending after 10s")
+		}
+	}
+	d.Kill()
+	d.Start()
+	if _, err := n.Stat(ctx, "/later/a"); err != nil {
+		t.Errorf("Stat after a restart of a change no Flush followed: %v", err)
+	}
+}
