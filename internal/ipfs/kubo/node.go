@@ -20,6 +20,7 @@ import (
 	"github.com/ipfs/kubo/client/rpc"
 	"github.com/ipfs/kubo/config"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/discoregistry/disco/internal/ipfs"
 )
@@ -32,6 +33,7 @@ type Node struct {
 	timeout    time.Duration
 	holdRoot   string
 	flushAfter time.Duration
+	gateway    string // the daemon's gateway, "" if it has none the node reaches
 
 	// mu orders MFS calls: changes hold it exclusively, lookups shared until the daemon
 	// starts to answer. Kubo's MFS loses changes made at the same time: files cp flushes
@@ -105,10 +107,15 @@ func New(ctx context.Context, addr string, opts ...Option) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	if err := n.checkImport(ctx); err != nil {
+	cfg, err := n.config(ctx)
+	if err == nil {
+		err = checkImport(cfg.Import)
+	}
+	if err != nil {
 		n.Close()
 		return nil, err
 	}
+	n.gateway = n.findGateway(ctx, cfg.Addresses.Gateway, rpcHost(addr))
 	n.dropStale(ctx)
 	return n, nil
 }
@@ -170,14 +177,38 @@ func (n *Node) Identity(ctx context.Context) (ipfs.Identity, error) {
 	return ipfs.Identity{ID: out.ID, Addresses: out.Addresses}, nil
 }
 
+// daemonConfig is what the node reads of the daemon's config.
+type daemonConfig struct {
+	Import    config.Import
+	Addresses struct{ Gateway config.Strings }
+}
+
+func (n *Node) config(ctx context.Context) (daemonConfig, error) {
+	var cfg daemonConfig
+	err := n.decode(ctx, n.api.Request("config/show"), "config show", true, &cfg)
+	return cfg, err
+}
+
+// rpcHost returns the host of the RPC API's address, a URL or a multiaddr, that New
+// took.
+func rpcHost(addr string) string {
+	if m, err := ma.NewMultiaddr(addr); err == nil {
+		if a, err := manet.ToNetAddr(m); err == nil {
+			host, _, _ := net.SplitHostPort(a.String())
+			return host
+		}
+		return ""
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
 // checkImport fails unless the daemon's settings that add has no option for are Disco's:
 // with others, large directories would get other CIDs than the embedded node gives them.
-func (n *Node) checkImport(ctx context.Context) error {
-	var cfg struct{ Import config.Import }
-	if err := n.decode(ctx, n.api.Request("config/show"), "config show", true, &cfg); err != nil {
-		return err
-	}
-	imp := cfg.Import
+func checkImport(imp config.Import) error {
 	threshold := imp.UnixFSHAMTDirectorySizeThreshold.WithDefault(config.DefaultUnixFSHAMTDirectorySizeThreshold)
 	estimation := imp.UnixFSHAMTDirectorySizeEstimation.WithDefault(config.DefaultUnixFSHAMTDirectorySizeEstimation)
 	var errs []error
