@@ -127,15 +127,24 @@ func pathError(p string, err error) error {
 }
 
 func (d *driver) GetContent(ctx context.Context, p string) ([]byte, error) {
+	m := memoOf(ctx)
+	if b, ok := m.content(memoKey{d, p}); ok {
+		return b, nil
+	}
 	r, err := d.Reader(ctx, p, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	b, err := io.ReadAll(r)
+	if err == nil {
+		m.keepContent(memoKey{d, p}, b)
+	}
+	return b, err
 }
 
 func (d *driver) PutContent(ctx context.Context, p string, content []byte) error {
+	defer memoOf(ctx).forget()
 	c, err := d.node.Add(ctx, files.NewBytesFile(content))
 	if err != nil {
 		return reportFull(ctx, err)
@@ -159,12 +168,17 @@ func (d *driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 }
 
 func (d *driver) Stat(ctx context.Context, p string) (storagedriver.FileInfo, error) {
+	m := memoOf(ctx)
+	if fi, ok := m.stat(memoKey{d, p}); ok {
+		return fi, nil
+	}
 	e, err := d.node.Stat(ctx, d.mfs(p))
 	if err != nil {
 		return nil, pathError(p, err)
 	}
 	fi := storagedriver.FileInfoFields{Path: p, IsDir: e.IsDir, Size: e.Size}
 	fi.ModTime, _ = d.mtimes.Get(p)
+	m.keepStat(memoKey{d, p}, storagedriver.FileInfoInternal{FileInfoFields: fi})
 	return storagedriver.FileInfoInternal{FileInfoFields: fi}, nil
 }
 
@@ -200,6 +214,7 @@ func validElem(name string) bool {
 }
 
 func (d *driver) Move(ctx context.Context, src, dst string) error {
+	defer memoOf(ctx).forget()
 	if err := d.node.Move(ctx, d.mfs(src), d.mfs(dst)); err != nil {
 		return reportFull(ctx, pathError(src, err))
 	}
@@ -208,6 +223,7 @@ func (d *driver) Move(ctx context.Context, src, dst string) error {
 }
 
 func (d *driver) Delete(ctx context.Context, p string) error {
+	defer memoOf(ctx).forget()
 	d.imports.dropUnder(p)
 	spooled, err := d.spool.remove(p)
 	if err != nil {

@@ -31,6 +31,7 @@ func (d *Driver) Link(ctx context.Context, p string, c cid.Cid) error {
 		return storagedriver.InvalidPathError{Path: p, DriverName: Name}
 	}
 	in := d.inner()
+	defer memoOf(ctx).forget()
 	if err := in.node.Link(ctx, in.mfs(p), c); err != nil {
 		return reportFull(ctx, pathError(p, err))
 	}

@@ -15,6 +15,7 @@ import (
 )
 
 func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriver.FileWriter, error) {
+	defer memoOf(ctx).forget()
 	dir := d.spool.file(p)
 	if !append {
 		d.imports.dropUnder(p)

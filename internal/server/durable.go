@@ -21,12 +21,13 @@ const flushTimeout = time.Minute
 // response leaves: a client told "created" or "deleted" keeps its push, or its delete, if
 // Disco dies next, and an upload in progress keeps what its POST and PATCHes brought.
 // Persisting is cheap: the node appends the request's changes to its journal. A request
-// that something below it could not persist (ack.Fail) is answered with an error.
+// that something below it could not persist (ack.Fail) is answered with an error. A
+// request that only reads gets a driver.WithMemo context instead.
 func durable(next http.Handler, nodes []ipfs.Node, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(driver.WithMemo(r.Context())))
 			return
 		}
 		held := &heldResponse{ResponseWriter: w}
