@@ -11,7 +11,18 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/discoregistry/disco/internal/ipfs"
+	"github.com/discoregistry/disco/internal/kubotest"
 )
+
+// startBatching starts a daemon whose node persists changes no Flush follows after
+// flushAfter, and adds a small file to link.
+func startBatching(t *testing.T, flushAfter time.Duration) (context.Context, *kubotest.Daemon, *Node, cid.Cid) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	d, n := start(t)
+	n.flushAfter = flushAfter
+	return ctx, d, n, addBytes(t, ctx, n, "a")
+}
 
 func addBytes(t *testing.T, ctx context.Context, n *Node, b string) cid.Cid {
 	t.Helper()
@@ -25,11 +36,7 @@ func addBytes(t *testing.T, ctx context.Context, n *Node, b string) cid.Cid {
 // TestLostBatchFails kills the daemon between a change and its Flush: the daemon lost
 // the change, and Flush must say so rather than report it persisted.
 func TestLostBatchFails(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	d, n := start(t)
-	n.flushAfter = time.Hour
-	a := addBytes(t, ctx, n, "a")
+	ctx, d, n, a := startBatching(t, time.Hour)
 	if err := n.Link(ctx, "/lost/a", a); err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +92,7 @@ func TestStalePendingDropped(t *testing.T) {
 // TestLongBatch makes more changes without a Flush than the daemon takes unflushed
 // (Internal.MFSNoFlushLimit, 256 by default): the node persists them on its own first.
 func TestLongBatch(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, n := start(t)
-	n.flushAfter = time.Hour
-	a := addBytes(t, ctx, n, "a")
+	ctx, _, n, a := startBatching(t, time.Hour)
 	for i := range 300 {
 		if err := n.Link(ctx, fmt.Sprintf("/long/%d", i), a); err != nil {
 			t.Fatalf("change %d: %v", i, err)
@@ -100,11 +103,7 @@ func TestLongBatch(t *testing.T) {
 // TestFlushLater makes a change that no Flush follows, as a clone made while serving a
 // pull does: it is persisted a moment later all the same.
 func TestFlushLater(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	d, n := start(t)
-	n.flushAfter = 100 * time.Millisecond
-	a := addBytes(t, ctx, n, "a")
+	ctx, d, n, a := startBatching(t, 100*time.Millisecond)
 	if err := n.Link(ctx, "/later/a", a); err != nil {
 		t.Fatal(err)
 	}
