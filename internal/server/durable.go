@@ -41,6 +41,9 @@ func durable(next http.Handler, nodes []ipfs.Node, log *slog.Logger) http.Handle
 				err = node.Flush(ctx)
 			}
 		}
+		if err == nil {
+			err = scope.End() // what a node found lost while it flushed for another request
+		}
 		if err != nil {
 			log.Error("persist changes", "method", r.Method, "path", r.URL.Path, "err", err)
 			for k := range w.Header() {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/discoregistry/disco/internal/ack"
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
@@ -19,19 +20,22 @@ import (
 // always flushes, so a removal is a files mv into the batch's pending directory, which
 // Flush removes with the rest.
 //
-// The pending directory also tells whether the daemon still holds the batch: a daemon
-// killed and restarted meanwhile has lost the changes, and its pending directory with
-// them, so Flush, which persists the tree and then removes that directory, fails
-// rather than report changes persisted that are gone. A daemon stopped in good order
-// persists its tree first, so nothing is lost then.
+// A daemon killed and restarted in the middle of a batch has lost its changes. The node
+// tells by a connection of its own to the daemon (epoch), opened when the batch opens
+// and used again once Flush has persisted the tree: a restart closed it. Flush then
+// fails, and so does every request that made a change of the batch, rather than report
+// changes persisted that are gone. (The pending directory would tell too, but another
+// client's files flush may have persisted it.) A daemon stopped in good order persists
+// its tree first, so nothing is lost then.
 
 // pendingRoot is the MFS directory of the batches' pending directories, outside the
 // tree Disco keeps in MFS. Each Node names its own below it.
 const pendingRoot = "/disco-pending"
 
 // Bounds on a batch. The daemon refuses changes past Internal.MFSNoFlushLimit (256 by
-// default) since the last flush of any of its clients; a Node flushes well before.
-const maxBatch = 128
+// default) since the last flush of any of its clients; a Node flushes well before, so
+// that two Nodes over one daemon stay below it.
+const maxBatch = 100
 
 // Changes no Flush follows are persisted after DefaultFlushAfter, or closeTimeout at most
 // when the Node closes.
@@ -72,6 +76,8 @@ var errLost = errors.New("the daemon lost changes not yet persisted (it was rest
 type batch struct {
 	dir     string // the pending directory, "" when no change is pending
 	changes int    // changes made
+	dials   int64  // the epoch connection's dials when the batch opened
+	ctxs    []context.Context
 	timer   *time.Timer
 }
 
@@ -81,19 +87,25 @@ type batch struct {
 func (n *Node) change(ctx context.Context) error {
 	if n.batch.changes >= maxBatch {
 		if err := n.flush(ctx); err != nil {
+			n.keepLost(err)
 			return err
 		}
 	}
 	if n.batch.dir == "" {
+		dials, err := n.epoch.probe(ctx, n.timeout)
+		if err != nil {
+			return fmt.Errorf("open a batch of changes: %w", err)
+		}
 		dir := pendingRoot + "/" + strconv.FormatInt(time.Now().Unix(), 10) + "-" + rand.Text()
 		rb := n.api.Request("files/mkdir", dir).Option("parents", true).Option("flush", false)
 		if err := n.call(ctx, rb, "files mkdir", true); err != nil {
 			return fmt.Errorf("open a batch of changes: %w", err)
 		}
-		n.batch.dir = dir
+		n.batch.dir, n.batch.dials = dir, dials
 		n.batch.timer = time.AfterFunc(n.flushAfter, n.flushLater)
 	}
 	n.batch.changes++
+	n.batch.ctxs = append(n.batch.ctxs, ctx)
 	return nil
 }
 
@@ -122,10 +134,20 @@ func (n *Node) flush(ctx context.Context) error {
 	// files rm flushes, and the tree is persisted already: what this one writes is the
 	// pending directory's parent and the root.
 	err := n.rm(ctx, n.batch.dir)
-	if errors.Is(err, ipfs.ErrNotFound) {
-		err = fmt.Errorf("%w: %w: %d of them: %w", ipfs.ErrUnavailable, errLost, n.batch.changes, err)
-	} else if err != nil {
+	lost := errors.Is(err, ipfs.ErrNotFound)
+	if err != nil && !lost {
 		return err
+	}
+	if !lost {
+		dials, err := n.epoch.probe(ctx, n.timeout)
+		lost = err != nil || dials != n.batch.dials
+	}
+	if lost {
+		err = fmt.Errorf("%w: %w: %d of them", ipfs.ErrUnavailable, errLost, n.batch.changes)
+		for _, c := range n.batch.ctxs {
+			ack.Unavailable(c, err)
+			ack.Fail(c, err)
+		}
 	}
 	n.reset()
 	return err
@@ -138,13 +160,24 @@ func (n *Node) reset() {
 }
 
 // flushLater persists a batch that no Flush followed, such as the changes of a clone
-// made while serving a pull. If it fails, the next change or Flush tries again.
+// made while serving a pull, or a request's changes so far. If it fails, the next change
+// or Flush tries again; if the changes were lost, the requests that made them hear of it.
 func (n *Node) flushLater() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), n.timeout)
 	defer cancel()
-	if err := n.flush(ctx); err != nil && n.batch.dir != "" {
+	err := n.flush(ctx)
+	n.keepLost(err)
+	if err != nil && n.batch.dir != "" {
 		n.batch.timer.Reset(n.flushAfter)
+	}
+}
+
+// keepLost keeps err, of a flush no Flush asked for, for the next Flush to return, if
+// changes were lost: nothing changed before a Flush that returns nil is lost.
+func (n *Node) keepLost(err error) {
+	if errors.Is(err, errLost) {
+		n.lost = err
 	}
 }

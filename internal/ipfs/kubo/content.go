@@ -116,25 +116,16 @@ func (n *Node) readIPFS(ctx context.Context, p string, offset int64) (io.ReadClo
 // readMFS reads the MFS file at p, through the gateway past its first gatewayFrom bytes
 // if the node has one (see gateway.go).
 func (n *Node) readMFS(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	if n.gateway != "" {
+		return n.readLarge(ctx, p, offset)
+	}
 	n.mu.RLock()
 	defer n.mu.RUnlock() // once the daemon has the file open
-	rb := n.api.Request("files/read", p).Option("offset", offset)
-	if n.gateway != "" {
-		rb = rb.Option("count", gatewayFrom+1)
-	}
-	r, err := n.send(ctx, rb, "files read", true)
+	r, err := n.send(ctx, n.api.Request("files/read", p).Option("offset", offset), "files read", true)
 	if errors.Is(err, errPastEnd) {
 		return http.NoBody, nil
 	}
-	if err != nil || n.gateway == "" {
-		return r, err
-	}
-	head, err := io.ReadAll(r)
-	r.Close()
-	if err != nil {
-		return nil, err
-	}
-	return n.readLarge(ctx, p, offset, head)
+	return r, err
 }
 
 // maxBlock bounds the blocks Links reads: the largest block bitswap moves.

@@ -42,6 +42,7 @@ var messages = []struct {
 	{"cp: cannot flush the created file", errFlush},              // before "file does not exist", which it says too
 	{"file does not exist", ipfs.ErrNotFound},                    // os.ErrNotExist, from MFS lookups
 	{": Not a directory", ipfs.ErrNotFound},                      // an MFS lookup through a file
+	{" is not a directory", ipfs.ErrNotFound},                    // files mv from below a file (boxo's lookupDir)
 	{"expected *mfs.Directory, didn't get it", ipfs.ErrNotFound}, // files rm through a file
 	{"no link named", ipfs.ErrNotFound},                          // resolving a path through a directory
 	{"called on a bytes node", ipfs.ErrNotFound},                 // resolving a path through a raw block

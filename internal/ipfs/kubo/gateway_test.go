@@ -102,6 +102,7 @@ func TestGatewayOfAnother(t *testing.T) {
 	if n.gateway != "" {
 		t.Fatalf("the node took %s, another daemon's gateway, for its daemon's", n.gateway)
 	}
+	count.n.Store(0) // the probe's
 	want := ipfstest.Content(2<<20, 6)
 	c, err := n.Add(ctx, files.NewBytesFile(want))
 	if err != nil {

@@ -86,7 +86,9 @@ func (n *Node) Release(ctx context.Context, hold string) error {
 		if err != nil || name != hold && !strings.HasPrefix(name, below) {
 			continue
 		}
-		if err := n.rm(ctx, n.holdRoot+"/"+e.Name); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
+		// In the batch, so that a link made before it, of what the hold kept, is persisted
+		// with it or not at all.
+		if err := n.trash(ctx, n.holdRoot+"/"+e.Name); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
 			return fmt.Errorf("release %s: %w", hold, err)
 		}
 	}

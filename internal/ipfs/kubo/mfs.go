@@ -213,7 +213,11 @@ func (n *Node) rm(ctx context.Context, p string) error {
 func (n *Node) Flush(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.flush(ctx)
+	err := n.flush(ctx)
+	if err == nil {
+		err, n.lost = n.lost, nil
+	}
+	return err
 }
 
 // checkPath checks that p is an absolute MFS or IPFS path.

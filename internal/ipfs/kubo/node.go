@@ -44,6 +44,8 @@ type Node struct {
 	// way. So Link removes what is in the way and links, and no lookup sees the gap.
 	mu    sync.RWMutex
 	batch batch // the changes not yet persisted
+	lost  error // changes found lost by a flush no Flush asked for, for the next Flush
+	epoch *epoch
 
 	health health
 }
@@ -98,11 +100,15 @@ func New(ctx context.Context, addr string, opts ...Option) (*Node, error) {
 	c := *n.client
 	c.Transport = boundErrors{c.Transport}
 	n.client = &c
-	api, err := newAPI(addr, n.client)
+	base, err := rpcBase(addr)
 	if err != nil {
 		return nil, fmt.Errorf("kubo RPC API %q: %w", addr, err)
 	}
-	n.api = api
+	api, err := rpc.NewURLApiWithClient(base, n.client)
+	if err != nil {
+		return nil, fmt.Errorf("kubo RPC API %q: %w", addr, err)
+	}
+	n.api, n.epoch = api, newEpoch(base)
 	if _, err := n.Identity(ctx); err != nil {
 		n.Close()
 		return nil, err
@@ -115,27 +121,33 @@ func New(ctx context.Context, addr string, opts ...Option) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.gateway = n.findGateway(ctx, cfg.Addresses.Gateway, rpcHost(addr))
+	n.gateway = n.findGateway(ctx, cfg.Addresses.Gateway, n.rpcHost())
 	n.dropStale(ctx)
 	return n, nil
 }
 
-func newAPI(addr string, c *http.Client) (*rpc.HttpApi, error) {
+// rpcBase returns the base URL ("http://host:port") of the RPC API at addr, a URL or a
+// multiaddr.
+func rpcBase(addr string) (string, error) {
 	if strings.HasPrefix(addr, "/") {
 		m, err := ma.NewMultiaddr(addr)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
-		return rpc.NewApiWithClient(m, c)
+		_, hostport, err := manet.DialArgs(m)
+		if err != nil {
+			return "", err
+		}
+		return "http://" + hostport, nil
 	}
 	u, err := url.Parse(addr)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || strings.Trim(u.Path, "/") != "" {
-		return nil, errors.New(`want "http://host:port" or a multiaddr`)
+		return "", errors.New(`want "http://host:port" or a multiaddr`)
 	}
-	return rpc.NewURLApiWithClient(u.Scheme+"://"+u.Host, c)
+	return u.Scheme + "://" + u.Host, nil
 }
 
 // newClient returns a client for one daemon: rpc.NewApi's turns keep-alives off, which
@@ -159,6 +171,7 @@ func (n *Node) Close() error {
 	cancel()
 	n.mu.Unlock()
 	n.client.CloseIdleConnections()
+	n.epoch.close()
 	return err
 }
 
@@ -189,17 +202,9 @@ func (n *Node) config(ctx context.Context) (daemonConfig, error) {
 	return cfg, err
 }
 
-// rpcHost returns the host of the RPC API's address, a URL or a multiaddr, that New
-// took.
-func rpcHost(addr string) string {
-	if m, err := ma.NewMultiaddr(addr); err == nil {
-		if a, err := manet.ToNetAddr(m); err == nil {
-			host, _, _ := net.SplitHostPort(a.String())
-			return host
-		}
-		return ""
-	}
-	u, err := url.Parse(addr)
+// rpcHost returns the host of the RPC API's base URL.
+func (n *Node) rpcHost() string {
+	u, err := url.Parse(n.epoch.url)
 	if err != nil {
 		return ""
 	}
