@@ -107,17 +107,7 @@ func TestFlushLater(t *testing.T) {
 	if err := n.Link(ctx, "/later/a", a); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		n.mu.RLock()
-		pending := n.batch.dir != ""
-		n.mu.RUnlock()
-		if !pending {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a change no Flush followed is still pending after 10s")
-		}
-	}
+	waitIdle(t, n)
 	d.Kill()
 	d.Start()
 	if _, err := n.Stat(ctx, "/later/a"); err != nil {

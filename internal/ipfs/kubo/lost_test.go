@@ -15,7 +15,9 @@ import (
 	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
 )
 
+// waitIdle waits until n has no change pending: the timer flushed them.
 func waitIdle(t *testing.T, n *Node) {
+	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		n.mu.RLock()
 		pending := n.batch.dir != ""
@@ -24,7 +26,7 @@ func waitIdle(t *testing.T, n *Node) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("batch still pending")
+			t.Fatal("changes no Flush followed still pending after 20s")
 		}
 	}
 }
