@@ -74,10 +74,10 @@ var errLost = errors.New("the daemon lost changes not yet persisted (it was rest
 // batch is the changes made since the last Flush. The holder of n.mu in write mode owns
 // it.
 type batch struct {
-	dir     string // the pending directory, "" when no change is pending
-	changes int    // changes made
-	dials   int64  // the epoch connection's dials when the batch opened
-	ctxs    []context.Context
+	dir     string            // the pending directory, "" when no change is pending
+	changes int               // changes made
+	dials   int64             // the epoch connection's dials when the batch opened
+	ctxs    []context.Context // of the requests that made the changes
 	timer   *time.Timer
 }
 

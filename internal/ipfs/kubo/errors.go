@@ -21,9 +21,9 @@ func (e *Error) Unwrap() error { return e.kind }
 var (
 	errExists  = errors.New("exists")          // something is at the path already
 	errPastEnd = errors.New("offset past end") // files read at an offset past the end
-	// errFlush: files cp put the node, then could not flush it, which happens when
-	// another client's change flushed its directory meanwhile (another Disco over the
-	// same daemon). The change may be lost: it is made again.
+	// errFlush: a flushing files cp (a hold's) put the node, then could not flush it,
+	// which happens when another client's change flushed its directory meanwhile. Its
+	// message says "file does not exist" too, which is not a missing path here.
 	errFlush = errors.New("flush after cp failed")
 )
 

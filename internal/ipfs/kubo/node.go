@@ -36,10 +36,11 @@ type Node struct {
 	gateway    string // the daemon's gateway, "" if it has none the node reaches
 
 	// mu orders MFS calls: changes hold it exclusively, lookups shared until the daemon
-	// starts to answer. Kubo's MFS loses changes made at the same time: files cp flushes
-	// the parent of what it adds, which empties that directory's cache of children, and
-	// a change under way in one of them then fails ("cannot flush the created file ...
-	// file does not exist") and is lost. Nor has MFS an atomic replace: files cp --force
+	// starts to answer. Kubo's MFS loses changes made at the same time: a flushing files
+	// cp (a hold's) flushes the parent of what it adds, which empties that directory's
+	// cache of children, and a change under way in one of them then fails ("cannot flush
+	// the created file ... file does not exist") and is lost. Nor has MFS an atomic
+	// replace: files cp --force
 	// unlinks first and refuses directories, and files mv moves into a directory in the
 	// way. So Link removes what is in the way and links, and no lookup sees the gap.
 	mu    sync.RWMutex
@@ -121,7 +122,8 @@ func New(ctx context.Context, addr string, opts ...Option) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.gateway = n.findGateway(ctx, cfg.Addresses.Gateway, n.rpcHost())
+	u, _ := url.Parse(base) // rpcBase made it
+	n.gateway = n.findGateway(ctx, cfg.Addresses.Gateway, u.Hostname())
 	n.dropStale(ctx)
 	return n, nil
 }
@@ -200,15 +202,6 @@ func (n *Node) config(ctx context.Context) (daemonConfig, error) {
 	var cfg daemonConfig
 	err := n.decode(ctx, n.api.Request("config/show"), "config show", true, &cfg)
 	return cfg, err
-}
-
-// rpcHost returns the host of the RPC API's base URL.
-func (n *Node) rpcHost() string {
-	u, err := url.Parse(n.epoch.url)
-	if err != nil {
-		return ""
-	}
-	return u.Hostname()
 }
 
 // checkImport fails unless the daemon's settings that add has no option for are Disco's:
