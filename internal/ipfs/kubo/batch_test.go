@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +59,7 @@ func TestLostBatchFails(t *testing.T) {
 	if err := n.Flush(ctx); err != nil {
 		t.Fatalf("Flush of the next batch: %v", err)
 	}
-	if es, err := n.List(ctx, pendingRoot); err != nil || len(es) != 0 {
+	if es, err := n.List(ctx, pendingRoot); err != nil && !errors.Is(err, ipfs.ErrNotFound) || len(es) != 0 {
 		t.Errorf("pending directories left after a Flush: %v, %v", es, err)
 	}
 	d.Kill()
@@ -112,5 +116,91 @@ func TestFlushLater(t *testing.T) {
 	d.Start()
 	if _, err := n.Stat(ctx, "/later/a"); err != nil {
 		t.Errorf("Stat after a restart of a change no Flush followed: %v", err)
+	}
+}
+
+// counting counts the calls that go through it, by RPC command.
+type counting struct {
+	next  http.RoundTripper
+	mu    sync.Mutex
+	calls []string
+}
+
+func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.calls = append(c.calls, strings.TrimPrefix(r.URL.Path, "/api/v0/"))
+	c.mu.Unlock()
+	return c.next.RoundTrip(r)
+}
+
+// take returns the calls counted since the last take.
+func (c *counting) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	calls := c.calls
+	c.calls = nil
+	return calls
+}
+
+// TestBatchCalls counts the calls a batch costs: a link in place of a file is one files
+// cp, a batch without removals makes no pending directory, and a batch opened right
+// after a Flush takes that Flush's probe of the epoch connection.
+func TestBatchCalls(t *testing.T) {
+	d := kubotest.New(t)
+	d.Run("config", "profile", "apply", "unixfs-v1-2025")
+	d.Start()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	rpcCalls := &counting{next: http.DefaultTransport}
+	n, err := New(ctx, d.APIURL(), WithHTTPClient(&http.Client{Transport: rpcCalls}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	probes := &counting{next: n.epoch.client.Transport}
+	n.epoch.client.Transport = probes
+	a, b := addBytes(t, ctx, n, "a"), addBytes(t, ctx, n, "b")
+	rpcCalls.take()
+
+	check := func(what string, want ...string) {
+		t.Helper()
+		if err := n.Flush(ctx); err != nil {
+			t.Fatalf("%s: Flush: %v", what, err)
+		}
+		if got := rpcCalls.take(); !slices.Equal(got, want) {
+			t.Errorf("%s: calls %q, want %q", what, got, want)
+		}
+	}
+	if err := n.Link(ctx, "/calls/f", a); err != nil {
+		t.Fatal(err)
+	}
+	check("a new link", "files/cp", "files/flush")
+	probes.take()
+	if err := n.Link(ctx, "/calls/f", b); err != nil {
+		t.Fatal(err)
+	}
+	check("a link in place of a file", "files/cp", "files/flush")
+	if got := probes.take(); !slices.Equal(got, []string{"version"}) {
+		t.Errorf("probes of a batch opened right after a Flush: %q, want one, after its flush", got)
+	}
+	if e, err := n.Stat(ctx, "/calls/f"); err != nil || e.CID != b {
+		t.Errorf("Stat after the link in place of a file = %v, %v, want %s", e, err, b)
+	}
+	if err := n.Link(ctx, "/calls/dir/f", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rpcCalls.take()
+	if err := n.Link(ctx, "/calls/dir", b); err != nil {
+		t.Fatal(err)
+	}
+	check("a link in place of a directory", "files/cp", "files/mkdir", "files/mv", "files/cp", "files/flush", "files/rm")
+	if e, err := n.Stat(ctx, "/calls/dir"); err != nil || e.CID != b {
+		t.Errorf("Stat after the link in place of a directory = %v, %v, want %s", e, err, b)
+	}
+	if es, err := n.List(ctx, pendingRoot); err != nil || len(es) != 0 {
+		t.Errorf("pending directories left after a Flush: %v, %v", es, err)
 	}
 }

@@ -21,6 +21,7 @@ func (e *Error) Unwrap() error { return e.kind }
 var (
 	errExists  = errors.New("exists")          // something is at the path already
 	errPastEnd = errors.New("offset past end") // files read at an offset past the end
+	errNotFile = errors.New("not a file")      // files cp --force over a directory
 	// errFlush: a flushing files cp (a hold's) put the node, then could not flush it,
 	// which happens when another client's change flushed its directory meanwhile. Its
 	// message says "file does not exist" too, which is not a missing path here.
@@ -40,6 +41,7 @@ var messages = []struct {
 	kind error
 }{
 	{"cp: cannot flush the created file", errFlush},              // before "file does not exist", which it says too
+	{"cp: cannot unlink existing file: not a file", errNotFile},  // files cp --force over a directory
 	{"file does not exist", ipfs.ErrNotFound},                    // os.ErrNotExist, from MFS lookups
 	{": Not a directory", ipfs.ErrNotFound},                      // an MFS lookup through a file
 	{" is not a directory", ipfs.ErrNotFound},                    // files mv from below a file (boxo's lookupDir)

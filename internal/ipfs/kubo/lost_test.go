@@ -20,7 +20,7 @@ func waitIdle(t *testing.T, n *Node) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		n.mu.RLock()
-		pending := n.batch.dir != ""
+		pending := n.batch.open
 		n.mu.RUnlock()
 		if !pending {
 			return

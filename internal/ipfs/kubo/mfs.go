@@ -130,24 +130,26 @@ func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 	return n.link(ctx, p, c)
 }
 
-// link places c at p in place of what is there. The caller holds n.mu.
+// link places c at p in place of what is there. files cp --force replaces a file in the
+// same call; a directory in the way is removed first. The caller holds n.mu.
 func (n *Node) link(ctx context.Context, p string, c cid.Cid) error {
-	err := n.cp(ctx, c, p)
-	if !errors.Is(err, errExists) {
+	err := n.cp(ctx, c, p, true)
+	if !errors.Is(err, errNotFile) {
 		return err
 	}
 	if err := n.trash(ctx, p); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
 		return err
 	}
-	return n.cp(ctx, c, p)
+	return n.cp(ctx, c, p, false)
 }
 
-// cp places c at p, creating parent directories, unless something is there already.
-func (n *Node) cp(ctx context.Context, c cid.Cid, p string) error {
+// cp places c at p, creating parent directories. Unless force replaces a file there,
+// it fails if something is at p already.
+func (n *Node) cp(ctx context.Context, c cid.Cid, p string, force bool) error {
 	if err := n.change(ctx); err != nil {
 		return err
 	}
-	rb := n.api.Request("files/cp", "/ipfs/"+c.String(), p).Option("parents", true).Option("flush", false)
+	rb := n.api.Request("files/cp", "/ipfs/"+c.String(), p).Option("parents", true).Option("flush", false).Option("force", force)
 	if err := n.call(ctx, rb, "files cp", true); err != nil {
 		return fmt.Errorf("link %s at %s: %w", c, p, err)
 	}

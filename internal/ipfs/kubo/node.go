@@ -45,6 +45,11 @@ type Node struct {
 	// way. So Link removes what is in the way and links, and no lookup sees the gap.
 	mu    sync.RWMutex
 	batch batch // the changes not yet persisted
+	// probed is the last probe of epoch, which the batch opened next may take.
+	probed struct {
+		at    time.Time
+		dials int64
+	}
 	lost  error // changes found lost by a flush no Flush asked for, for the next Flush
 	epoch *epoch
 
