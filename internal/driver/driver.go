@@ -127,6 +127,9 @@ func pathError(p string, err error) error {
 }
 
 func (d *driver) GetContent(ctx context.Context, p string) ([]byte, error) {
+	if isHashState(p) {
+		return d.spool.hashState(p)
+	}
 	m := memoOf(ctx)
 	if b, ok := m.content(memoKey{d, p}); ok {
 		return b, nil
@@ -144,6 +147,9 @@ func (d *driver) GetContent(ctx context.Context, p string) ([]byte, error) {
 }
 
 func (d *driver) PutContent(ctx context.Context, p string, content []byte) error {
+	if isHashState(p) {
+		return d.spool.putHashState(p, content)
+	}
 	defer memoOf(ctx).forget()
 	c, err := d.node.Add(ctx, files.NewBytesFile(content))
 	if err != nil {
@@ -160,6 +166,9 @@ func (d *driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 	if offset < 0 {
 		return nil, storagedriver.InvalidOffsetError{Path: p, Offset: offset, DriverName: Name}
 	}
+	if isHashState(p) {
+		return d.spool.hashStateReader(p, offset)
+	}
 	r, err := d.node.Read(ctx, d.mfs(p), offset)
 	if err != nil {
 		return nil, pathError(p, err)
@@ -168,6 +177,9 @@ func (d *driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 }
 
 func (d *driver) Stat(ctx context.Context, p string) (storagedriver.FileInfo, error) {
+	if isHashState(p) {
+		return d.spool.statHashState(p)
+	}
 	m := memoOf(ctx)
 	if fi, ok := m.stat(memoKey{d, p}); ok {
 		return fi, nil
@@ -196,6 +208,9 @@ func (d *driver) List(ctx context.Context, p string) ([]string, error) {
 
 // names returns the names in the directory p, sorted.
 func (d *driver) names(ctx context.Context, p string) ([]string, error) {
+	if isHashState(p) {
+		return d.spool.hashStateNames(p)
+	}
 	names, err := ipfs.Names(ctx, d.node, d.mfs(p))
 	if errors.Is(err, ipfs.ErrNotFound) && p == "/" {
 		return []string{}, nil // the root always exists, even before anything is written

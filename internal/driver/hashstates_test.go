@@ -1,0 +1,116 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
+
+	"github.com/discoregistry/disco/internal/ipfs"
+)
+
+// callNode counts the node's calls that read or change MFS.
+type callNode struct {
+	ipfs.Node
+	calls atomic.Int64
+}
+
+func (n *callNode) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
+	n.calls.Add(1)
+	return n.Node.Add(ctx, f)
+}
+
+func (n *callNode) Link(ctx context.Context, p string, c cid.Cid) error {
+	n.calls.Add(1)
+	return n.Node.Link(ctx, p, c)
+}
+
+func (n *callNode) Stat(ctx context.Context, p string) (ipfs.Entry, error) {
+	n.calls.Add(1)
+	return n.Node.Stat(ctx, p)
+}
+
+func (n *callNode) Read(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	n.calls.Add(1)
+	return n.Node.Read(ctx, p, offset)
+}
+
+func (n *callNode) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
+	n.calls.Add(1)
+	return n.Node.List(ctx, p)
+}
+
+// TestHashStatesInSpool writes, reads and lists an upload's hash states as Distribution
+// does between its requests: none of it reaches the node, and removing the upload
+// removes them.
+func TestHashStatesInSpool(t *testing.T) {
+	n := &callNode{Node: embeddedNode}
+	d := newDriver(t, n)
+	ctx := context.Background()
+	const (
+		upload = "/docker/registry/v2/repositories/a/b/_uploads/u1"
+		dir    = upload + "/hashstates/sha256"
+	)
+	if err := d.PutContent(ctx, upload+"/startedat", []byte("now")); err != nil {
+		t.Fatal(err)
+	}
+	before := n.calls.Load()
+	for _, offset := range []string{"0", "233", "4096"} {
+		if err := d.PutContent(ctx, dir+"/"+offset, []byte("state at "+offset)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.PutContent(ctx, dir+"/233", []byte("state again")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.List(ctx, dir); err != nil || !slices.Equal(got, []string{dir + "/0", dir + "/233", dir + "/4096"}) {
+		t.Errorf("List = %q, %v", got, err)
+	}
+	if b, err := d.GetContent(ctx, dir+"/233"); err != nil || string(b) != "state again" {
+		t.Errorf("GetContent = %q, %v", b, err)
+	}
+	if fi, err := d.Stat(ctx, dir+"/4096"); err != nil || fi.IsDir() || fi.Size() != int64(len("state at 4096")) {
+		t.Errorf("Stat = %v, %v", fi, err)
+	}
+	if got := n.calls.Load() - before; got != 0 {
+		t.Errorf("hash states cost %d node calls, want none", got)
+	}
+	if err := d.Delete(ctx, upload); err != nil {
+		t.Fatal(err)
+	}
+	var notFound storagedriver.PathNotFoundError
+	if _, err := d.GetContent(ctx, dir+"/0"); !errors.As(err, &notFound) {
+		t.Errorf("GetContent of a hash state of a removed upload = %v, want PathNotFoundError", err)
+	}
+	if _, err := d.List(ctx, dir); !errors.As(err, &notFound) {
+		t.Errorf("List of the hash states of a removed upload = %v, want PathNotFoundError", err)
+	}
+	if _, err := d.Stat(ctx, upload+"/startedat"); !errors.As(err, &notFound) {
+		t.Errorf("Stat of a removed upload's startedat = %v, want PathNotFoundError", err)
+	}
+	if _, err := os.Stat(d.StorageDriver.(*driver).spool.file(upload)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the removed upload's spool directory: %v, want it gone", err)
+	}
+}
+
+func TestIsHashState(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/docker/registry/v2/repositories/a/_uploads/u/hashstates/sha256/0": true,
+		"/docker/registry/v2/repositories/a/_uploads/u/hashstates":          true,
+		"/docker/registry/v2/repositories/a/_uploads/u/data":                false,
+		"/docker/registry/v2/repositories/a/_uploads/u/startedat":           false,
+		"/docker/registry/v2/repositories/hashstates/_layers/sha256/x/link": false,
+		"/docker/registry/v2/repositories/a/_uploads":                       false,
+	} {
+		if got := isHashState(p); got != want {
+			t.Errorf("isHashState(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
