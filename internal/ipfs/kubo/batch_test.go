@@ -142,23 +142,56 @@ func (c *counting) take() []string {
 	return calls
 }
 
-// TestBatchCalls counts the calls a batch costs: a link in place of a file is one files
-// cp, a batch without removals makes no pending directory, and a batch opened right
-// after a Flush takes that Flush's probe of the epoch connection.
-func TestBatchCalls(t *testing.T) {
+// startCounted starts a daemon and a node whose RPC calls, and probes of its epoch
+// connection, are counted.
+func startCounted(t *testing.T) (ctx context.Context, n *Node, rpcCalls, probes *counting) {
 	d := kubotest.New(t)
 	d.Run("config", "profile", "apply", "unixfs-v1-2025")
 	d.Start()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	rpcCalls := &counting{next: http.DefaultTransport}
+	t.Cleanup(cancel)
+	rpcCalls = &counting{next: http.DefaultTransport}
 	n, err := New(ctx, d.APIURL(), WithHTTPClient(&http.Client{Transport: rpcCalls}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close()
-	probes := &counting{next: n.epoch.client.Transport}
+	t.Cleanup(func() { n.Close() })
+	probes = &counting{next: n.epoch.client.Transport}
 	n.epoch.client.Transport = probes
+	return ctx, n, rpcCalls, probes
+}
+
+// TestReleaseCalls counts the calls of a release: one listing of the hold root, and a
+// files mv of each hold released.
+func TestReleaseCalls(t *testing.T) {
+	ctx, n, rpcCalls, _ := startCounted(t)
+	a := addBytes(t, ctx, n, "a")
+	if err := n.Hold(ctx, "/up/1/data", a); err != nil {
+		t.Fatal(err)
+	}
+	rpcCalls.take()
+	for _, c := range []struct {
+		hold string
+		want []string
+	}{
+		{"/up/2", []string{"files/ls"}},
+		{"/up/1", []string{"files/ls", "files/mkdir", "files/mv"}},
+		{"/up/1", []string{"files/ls"}},
+	} {
+		if err := n.Release(ctx, c.hold); err != nil {
+			t.Fatal(err)
+		}
+		if got := rpcCalls.take(); !slices.Equal(got, c.want) {
+			t.Errorf("Release(%s): calls %q, want %q", c.hold, got, c.want)
+		}
+	}
+}
+
+// TestBatchCalls counts the calls a batch costs: a link in place of a file is one files
+// cp, a batch without removals makes no pending directory, and a batch opened right
+// after a Flush takes that Flush's probe of the epoch connection.
+func TestBatchCalls(t *testing.T) {
+	ctx, n, rpcCalls, probes := startCounted(t)
 	a, b := addBytes(t, ctx, n, "a"), addBytes(t, ctx, n, "b")
 	rpcCalls.take()
 

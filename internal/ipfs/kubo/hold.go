@@ -74,7 +74,7 @@ func (n *Node) Release(ctx context.Context, hold string) error {
 	below := strings.TrimSuffix(hold, "/") + "/"
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	held, err := n.list(ctx, n.holdRoot)
+	held, err := n.holds(ctx)
 	if errors.Is(err, ipfs.ErrNotFound) {
 		return nil // nothing held yet
 	}
@@ -93,6 +93,16 @@ func (n *Node) Release(ctx context.Context, hold string) error {
 		}
 	}
 	return nil
+}
+
+// holds lists the hold root: files ls, one call, as the hold root is a directory of the
+// node's own (List takes two, to tell a file from a directory).
+func (n *Node) holds(ctx context.Context) ([]struct{ Name string }, error) {
+	var out struct{ Entries []struct{ Name string } }
+	if err := n.decode(ctx, n.api.Request("files/ls", n.holdRoot), "files ls", true, &out); err != nil {
+		return nil, err
+	}
+	return out.Entries, nil
 }
 
 // holdDir returns the MFS directory of hold.
