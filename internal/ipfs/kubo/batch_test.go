@@ -188,8 +188,9 @@ func TestReleaseCalls(t *testing.T) {
 }
 
 // TestBatchCalls counts the calls a batch costs: a link in place of a file is one files
-// cp, a batch without removals makes no pending directory, and a batch opened right
-// after a Flush takes that Flush's probe of the epoch connection.
+// cp, a batch without removals makes no pending directory, a batch opened right after a
+// Flush takes that Flush's probe of the epoch connection, and a move copies from the
+// MFS path, with no files stat first.
 func TestBatchCalls(t *testing.T) {
 	ctx, n, rpcCalls, probes := startCounted(t)
 	a, b := addBytes(t, ctx, n, "a"), addBytes(t, ctx, n, "b")
@@ -235,5 +236,13 @@ func TestBatchCalls(t *testing.T) {
 	}
 	if es, err := n.List(ctx, pendingRoot); err != nil || len(es) != 0 {
 		t.Errorf("pending directories left after a Flush: %v, %v", es, err)
+	}
+	rpcCalls.take()
+	if err := n.Move(ctx, "/calls/f", "/calls/moved/f"); err != nil {
+		t.Fatal(err)
+	}
+	check("a move", "files/cp", "files/mkdir", "files/mv", "files/flush", "files/rm")
+	if e, err := n.Stat(ctx, "/calls/moved/f"); err != nil || e.CID != b {
+		t.Errorf("Stat after the move = %v, %v, want %s", e, err, b)
 	}
 }

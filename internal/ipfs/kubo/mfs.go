@@ -130,49 +130,52 @@ func (n *Node) Link(ctx context.Context, p string, c cid.Cid) error {
 	return n.link(ctx, p, c)
 }
 
-// link places c at p in place of what is there. files cp --force replaces a file in the
-// same call; a directory in the way is removed first. The caller holds n.mu.
+// link places c at p in place of what is there. The caller holds n.mu.
 func (n *Node) link(ctx context.Context, p string, c cid.Cid) error {
-	err := n.cp(ctx, c, p, true)
+	return n.put(ctx, "/ipfs/"+c.String(), p)
+}
+
+// put places what is at from, an IPFS or MFS path, at p in place of what is there.
+// files cp --force replaces a file in the same call; a directory in the way is removed
+// first. The caller holds n.mu.
+func (n *Node) put(ctx context.Context, from, p string) error {
+	err := n.cp(ctx, from, p, true)
 	if !errors.Is(err, errNotFile) {
 		return err
 	}
 	if err := n.trash(ctx, p); err != nil && !errors.Is(err, ipfs.ErrNotFound) {
 		return err
 	}
-	return n.cp(ctx, c, p, false)
+	return n.cp(ctx, from, p, false)
 }
 
-// cp places c at p, creating parent directories. Unless force replaces a file there,
-// it fails if something is at p already.
-func (n *Node) cp(ctx context.Context, c cid.Cid, p string, force bool) error {
+// cp places what is at from at p, creating parent directories. Unless force replaces a
+// file there, it fails if something is at p already.
+func (n *Node) cp(ctx context.Context, from, p string, force bool) error {
 	if err := n.change(ctx); err != nil {
 		return err
 	}
-	rb := n.api.Request("files/cp", "/ipfs/"+c.String(), p).Option("parents", true).Option("flush", false).Option("force", force)
+	rb := n.api.Request("files/cp", from, p).Option("parents", true).Option("flush", false).Option("force", force)
 	if err := n.call(ctx, rb, "files cp", true); err != nil {
-		return fmt.Errorf("link %s at %s: %w", c, p, err)
+		return fmt.Errorf("put %s at %s: %w", from, p, err)
 	}
 	return nil
 }
 
-// Move implements ipfs.Node as Link of src's CID at dst, then Remove of src, so that
-// the content is at one of them or both at all times; files mv would move src into dst
-// if dst were a directory.
+// Move implements ipfs.Node as a copy of src at dst, then Remove of src, so that the
+// content is at one of them or both at all times; files mv would move src into dst if
+// dst were a directory.
 func (n *Node) Move(ctx context.Context, src, dst string) error {
 	if err := errors.Join(checkMFSPath(src), checkMFSPath(dst)); err != nil {
 		return err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	e, err := n.stat(ctx, src)
-	if err != nil {
+	if gopath.Clean(src) == gopath.Clean(dst) {
+		_, err := n.stat(ctx, src)
 		return err
 	}
-	if gopath.Clean(src) == gopath.Clean(dst) {
-		return nil
-	}
-	if err := n.link(ctx, dst, e.CID); err != nil {
+	if err := n.put(ctx, src, dst); err != nil {
 		return err
 	}
 	return n.trash(ctx, src)
