@@ -19,11 +19,18 @@ func (d *driver) Writer(ctx context.Context, p string, append bool) (storagedriv
 	dir := d.spool.file(p)
 	if !append {
 		d.imports.dropUnder(p)
+		_, err := os.Lstat(dir)
+		spooled := err == nil
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, fmt.Errorf("spool %s: %w", p, err)
 		}
-		if err := ipfs.Release(ctx, d.node, d.mfs(p)); err != nil {
-			return nil, err
+		// A hold is made once the spool has the upload; a commit or cancel releases it
+		// as it empties the spool, and the upload's removal whatever a crash in between
+		// left: a new upload (every POST) finds none to release.
+		if spooled {
+			if err := ipfs.Release(ctx, d.node, d.mfs(p)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	im, fresh, err := d.imports.attach(p, dir, d.mfs(p))

@@ -8,10 +8,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/storage"
+	"github.com/ipfs/go-cid"
 
 	"github.com/discoregistry/disco/internal/ack"
 	"github.com/discoregistry/disco/internal/ipfs"
@@ -225,5 +227,50 @@ func testPurgeUploads(t *testing.T, node ipfs.Node) {
 	}
 	if _, err := os.Stat(d.inner().spool.file(repo + fresh + "/data")); err != nil {
 		t.Errorf("the fresh upload's spool after the purge: %v", err)
+	}
+}
+
+// releaseRecorder is a node that holds nothing but records what is released.
+type releaseRecorder struct {
+	ipfs.Node
+	mu       sync.Mutex
+	released []string
+}
+
+func (r *releaseRecorder) Hold(context.Context, string, cid.Cid) error { return nil }
+
+func (r *releaseRecorder) Release(_ context.Context, hold string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.released = append(r.released, hold)
+	return nil
+}
+
+// TestNewUploadReleasesNothing opens a writer for a new upload, as every POST does: with
+// nothing spooled there, nothing can be held, and the node is not asked to release it.
+// A writer that starts over an upload the spool has releases its hold.
+func TestNewUploadReleasesNothing(t *testing.T) {
+	r := &releaseRecorder{Node: embeddedNode}
+	d := newDriver(t, r)
+	ctx := context.Background()
+	const p = "/docker/registry/v2/repositories/a/_uploads/u2/data"
+	w, err := d.Writer(ctx, p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "abc")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.released) != 0 {
+		t.Errorf("a new upload's writer released %q, want nothing", r.released)
+	}
+	w, err = d.Writer(ctx, p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Cancel(ctx)
+	if len(r.released) != 1 {
+		t.Errorf("a writer starting over a spooled upload released %q, want its hold", r.released)
 	}
 }
