@@ -17,16 +17,18 @@ import (
 // which the server calls before it answers a request that changed something. A files
 // cp or files rm that flushes writes, and syncs, every directory from the root down to
 // what it changes; a push changes the same few directories some 40 times. files rm
-// always flushes, so a removal is a files mv into the batch's pending directory, made
-// by its first removal, which Flush removes with the rest.
+// always flushes, so a removal is a files mv into the batch's pending directory, which
+// Flush removes with the rest.
 //
 // A daemon killed and restarted in the middle of a batch has lost its changes. The node
 // tells by a connection of its own to the daemon (epoch), probed when the batch opens
 // (unless a probe just did) and again once Flush has persisted the tree: a restart
 // closed it. Flush then fails, and so does every request that made a change of the
-// batch, rather than report changes persisted that are gone. (A pending directory
-// would tell too, but another client's files flush may have persisted it.) A daemon
-// stopped in good order persists its tree first, so nothing is lost then.
+// batch, rather than report changes persisted that are gone. The pending directory,
+// made when the batch opens, tells too: a restart that the epoch connection hides (an
+// RPC API behind a proxy, which keeps its connections) loses it, unless another client's
+// files flush persisted it first. A daemon stopped in good order persists its tree
+// first, so nothing is lost then.
 
 // pendingRoot is the MFS directory of the batches' pending directories, outside the
 // tree Disco keeps in MFS. Each Node names its own below it.
@@ -79,8 +81,7 @@ var errLost = errors.New("the daemon lost changes not yet persisted (it was rest
 // batch is the changes made since the last Flush. The holder of n.mu in write mode owns
 // it.
 type batch struct {
-	open    bool              // a change is pending
-	dir     string            // the pending directory, "" until the first removal
+	dir     string            // the pending directory, "" when no change is pending
 	changes int               // changes made
 	dials   int64             // the epoch connection's dials when the batch opened
 	ctxs    []context.Context // of the requests that made the changes
@@ -97,12 +98,17 @@ func (n *Node) change(ctx context.Context) error {
 			return err
 		}
 	}
-	if !n.batch.open {
+	if n.batch.dir == "" {
 		dials, err := n.probe(ctx, false)
 		if err != nil {
 			return fmt.Errorf("open a batch of changes: %w", err)
 		}
-		n.batch = batch{open: true, dials: dials, timer: time.AfterFunc(n.flushAfter, n.flushLater)}
+		dir := pendingRoot + "/" + strconv.FormatInt(time.Now().Unix(), 10) + "-" + rand.Text()
+		rb := n.api.Request("files/mkdir", dir).Option("parents", true).Option("flush", false)
+		if err := n.call(ctx, rb, "files mkdir", true); err != nil {
+			return fmt.Errorf("open a batch of changes: %w", err)
+		}
+		n.batch = batch{dir: dir, dials: dials, timer: time.AfterFunc(n.flushAfter, n.flushLater)}
 	}
 	n.batch.changes++
 	n.batch.ctxs = append(n.batch.ctxs, ctx)
@@ -115,14 +121,6 @@ func (n *Node) trash(ctx context.Context, p string) error {
 	if err := n.change(ctx); err != nil {
 		return err
 	}
-	if n.batch.dir == "" {
-		dir := pendingRoot + "/" + strconv.FormatInt(time.Now().Unix(), 10) + "-" + rand.Text()
-		rb := n.api.Request("files/mkdir", dir).Option("parents", true).Option("flush", false)
-		if err := n.call(ctx, rb, "files mkdir", true); err != nil {
-			return fmt.Errorf("remove %s: %w", p, err)
-		}
-		n.batch.dir = dir
-	}
 	to := n.batch.dir + "/" + strconv.Itoa(n.batch.changes)
 	rb := n.api.Request("files/mv", p, to).Option("flush", false)
 	if err := n.call(ctx, rb, "files mv", true); err != nil {
@@ -133,28 +131,25 @@ func (n *Node) trash(ctx context.Context, p string) error {
 
 // flush persists the open batch, if any. The caller holds n.mu.
 func (n *Node) flush(ctx context.Context) error {
-	if !n.batch.open {
+	if n.batch.dir == "" {
 		return nil
 	}
 	if err := n.call(ctx, n.api.Request("files/flush", "/"), "files flush", true); err != nil {
 		return err
 	}
-	lost := false
-	if n.batch.dir != "" {
-		// files rm flushes, and the tree is persisted already: what this one writes is
-		// the pending directory's parent and the root.
-		err := n.rm(ctx, n.batch.dir)
-		lost = errors.Is(err, ipfs.ErrNotFound)
-		if err != nil && !lost {
-			return err
-		}
+	// files rm flushes, and the tree is persisted already: what this one writes is the
+	// pending directory's parent and the root.
+	err := n.rm(ctx, n.batch.dir)
+	lost := errors.Is(err, ipfs.ErrNotFound)
+	if err != nil && !lost {
+		return err
 	}
 	if !lost {
 		dials, err := n.probe(ctx, true)
 		lost = err != nil || dials != n.batch.dials
 	}
-	var err error
 	if lost {
+		n.probed.at = time.Time{} // from before the restart: the next batch probes again
 		err = fmt.Errorf("%w: %w: %d of them", ipfs.ErrUnavailable, errLost, n.batch.changes)
 		for _, c := range n.batch.ctxs {
 			ack.Unavailable(c, err)
@@ -195,7 +190,7 @@ func (n *Node) flushLater() {
 	defer cancel()
 	err := n.flush(ctx)
 	n.keepLost(err)
-	if err != nil && n.batch.open {
+	if err != nil && n.batch.dir != "" {
 		n.batch.timer.Reset(n.flushAfter)
 	}
 }

@@ -22,6 +22,7 @@ var (
 	errExists  = errors.New("exists")          // something is at the path already
 	errPastEnd = errors.New("offset past end") // files read at an offset past the end
 	errNotFile = errors.New("not a file")      // files cp --force over a directory
+	errLimit   = errors.New("unflushed limit") // Internal.MFSNoFlushLimit reached
 	// errFlush: a flushing files cp (a hold's) put the node, then could not flush it,
 	// which happens when another client's change flushed its directory meanwhile. Its
 	// message says "file does not exist" too, which is not a missing path here.
@@ -42,6 +43,7 @@ var messages = []struct {
 }{
 	{"cp: cannot flush the created file", errFlush},              // before "file does not exist", which it says too
 	{"cp: cannot unlink existing file: not a file", errNotFile},  // files cp --force over a directory
+	{"unflushed MFS operations", errLimit},                       // files cp --force has unlinked by then
 	{"file does not exist", ipfs.ErrNotFound},                    // os.ErrNotExist, from MFS lookups
 	{": Not a directory", ipfs.ErrNotFound},                      // an MFS lookup through a file
 	{" is not a directory", ipfs.ErrNotFound},                    // files mv from below a file (boxo's lookupDir)

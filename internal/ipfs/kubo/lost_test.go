@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
+	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 // waitIdle waits until n has no change pending: the timer flushed them.
@@ -20,7 +24,7 @@ func waitIdle(t *testing.T, n *Node) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		n.mu.RLock()
-		pending := n.batch.open
+		pending := n.batch.dir != ""
 		n.mu.RUnlock()
 		if !pending {
 			return
@@ -186,4 +190,73 @@ func TestGatewayOnlyTrustless(t *testing.T) {
 
 func TestGatewayRangeLimit(t *testing.T) {
 	gatewayConfigured(t, "config", "--json", "Gateway.MaxRangeRequestFileSize", `"1MiB"`)
+}
+
+// TestForceLinkAtNoFlushLimit links in place of a file once other changes took the daemon
+// to Internal.MFSNoFlushLimit: files cp --force unlinks the file before the daemon checks
+// the limit, so a link refused there would have removed what it was to replace.
+func TestForceLinkAtNoFlushLimit(t *testing.T) {
+	d := kubotest.New(t)
+	d.Run("config", "profile", "apply", "unixfs-v1-2025")
+	d.Run("config", "--json", "Internal.MFSNoFlushLimit", "3")
+	d.Start()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	n, err := New(ctx, d.APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	a, b := addBytes(t, ctx, n, "a"), addBytes(t, ctx, n, "b")
+	if err := n.Link(ctx, "/lim/f", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // with the batch's pending directory, the daemon's limit
+		if err := n.Link(ctx, fmt.Sprintf("/lim/g%d", i), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Link(ctx, "/lim/f", b); err != nil {
+		t.Fatalf("Link at the daemon's limit: %v", err)
+	}
+	if err := n.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := n.Stat(ctx, "/lim/f"); err != nil || e.CID != b {
+		t.Errorf("Stat(/lim/f) after a link at the limit = %v, %v; want %s", e.CID, err, b)
+	}
+}
+
+// TestLostBehindProxy restarts a daemon whose RPC API the node reaches through an HTTP
+// reverse proxy (as an https:// URL implies), which keeps the node's connections, the
+// epoch connection's too, across the restart: the batch's pending directory tells.
+func TestLostBehindProxy(t *testing.T) {
+	d := kubotest.New(t)
+	d.Run("config", "profile", "apply", "unixfs-v1-2025")
+	d.Start()
+	u, err := url.Parse(d.APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httptest.NewServer(httputil.NewSingleHostReverseProxy(u))
+	defer proxy.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	n, err := New(ctx, proxy.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Link(ctx, "/proxied/a", addBytes(t, ctx, n, "a")); err != nil {
+		t.Fatal(err)
+	}
+	d.Kill()
+	d.Start()
+	if err := n.Flush(ctx); !errors.Is(err, errLost) {
+		_, serr := n.Stat(ctx, "/proxied/a")
+		t.Errorf("Flush after a restart behind a proxy = %v (Stat: %v), want errLost", err, serr)
+	}
 }

@@ -140,6 +140,16 @@ func (n *Node) link(ctx context.Context, p string, c cid.Cid) error {
 // first. The caller holds n.mu.
 func (n *Node) put(ctx context.Context, from, p string) error {
 	err := n.cp(ctx, from, p, true)
+	if errors.Is(err, errLimit) {
+		// The daemon unlinked what was at p before it refused the change (other clients'
+		// changes took it to Internal.MFSNoFlushLimit): put from there with a flushing
+		// cp, which the limit does not refuse.
+		rb := n.api.Request("files/cp", from, p).Option("parents", true).Option("force", true)
+		if err := n.call(ctx, rb, "files cp", true); err != nil {
+			return fmt.Errorf("put %s at %s: %w", from, p, err)
+		}
+		return nil
+	}
 	if !errors.Is(err, errNotFile) {
 		return err
 	}
