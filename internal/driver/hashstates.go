@@ -21,26 +21,43 @@ import (
 // else among them. Lost, a hash state costs a full read of the upload when it is
 // committed, which is what Distribution does without one.
 
-// isHashState reports whether p is at or below an upload's hashstates directory. A
-// repository name's components start with a letter or digit, so "_uploads" is
-// Distribution's own.
-func isHashState(p string) bool {
+// uploadOf returns the upload directory, <repository>/_uploads/<id>, that p is at or
+// below a hash states directory of, if it is. A repository name's components start with
+// a letter or digit, so "_uploads" is Distribution's own.
+func uploadOf(p string) (string, bool) {
 	els := strings.Split(p, "/")
 	for i := 0; i+2 < len(els); i++ {
 		if els[i] == "_uploads" && els[i+2] == "hashstates" {
-			return true
+			return strings.Join(els[:i+2], "/"), true
 		}
 	}
-	return false
+	return "", false
 }
 
-// putHashState writes the hash state p, durably, as the upload's other state.
+func isHashState(p string) bool {
+	_, ok := uploadOf(p)
+	return ok
+}
+
+// putHashState writes the hash state p, durably, as the upload's other state, if the
+// upload is in the spool: Distribution saves one as it closes a writer, also after the
+// upload was cancelled, and that one would stay for good.
 func (s *spool) putHashState(p string, b []byte) error {
+	upload, _ := uploadOf(p)
 	f := s.file(p)
-	if err := s.mkdir(filepath.Dir(f)); err != nil {
-		return fmt.Errorf("spool %s: %w", p, err)
+	s.mu.RLock()
+	_, err := os.Stat(s.file(upload))
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(f), 0o700)
 	}
-	if err := writeDurably(f, b); err != nil {
+	s.mu.RUnlock()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // the upload is gone
+	}
+	if err == nil {
+		err = writeDurably(f, b)
+	}
+	if err != nil {
 		return fmt.Errorf("spool %s: %w", p, err)
 	}
 	return nil

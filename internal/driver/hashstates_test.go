@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
 
+	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/reference"
 	"github.com/ipfs/boxo/files"
 	"github.com/ipfs/go-cid"
 
@@ -59,6 +63,14 @@ func TestHashStatesInSpool(t *testing.T) {
 		dir    = upload + "/hashstates/sha256"
 	)
 	if err := d.PutContent(ctx, upload+"/startedat", []byte("now")); err != nil {
+		t.Fatal(err)
+	}
+	w, err := d.Writer(ctx, upload+"/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "abc")
+	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	before := n.calls.Load()
@@ -112,5 +124,46 @@ func TestIsHashState(t *testing.T) {
 		if got := isHashState(p); got != want {
 			t.Errorf("isHashState(%q) = %v, want %v", p, got, want)
 		}
+	}
+}
+
+// TestCancelledUploadLeavesNoHashState cancels an upload as Distribution's DELETE
+// handler does (Cancel, then its deferred Close, which saves a hash state): nothing of it
+// may stay in the spool, where no purge would find it (PurgeUploads walks MFS).
+func TestCancelledUploadLeavesNoHashState(t *testing.T) {
+	ctx := context.Background()
+	d := newDriver(t, embeddedNode)
+	reg, err := storage.NewRegistry(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := reference.WithName("a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := reg.Repository(ctx, named)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := repo.Blobs(ctx).Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("some bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // the handler's deferred Close
+	var left []string
+	filepath.WalkDir(d.StorageDriver.(*driver).spool.dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			left = append(left, p)
+		}
+		return err
+	})
+	if len(left) > 0 {
+		t.Errorf("a cancelled upload left %q in the spool", left)
 	}
 }
