@@ -36,6 +36,7 @@ type importer struct {
 	done   chan struct{}
 	cid    cid.Cid
 	err    error
+	held   bool // the node may hold some of the upload: Commit releases it
 
 	size     int64 // bytes taken in so far, counting those handed over and not imported yet
 	attached bool  // a writer is handing it data
@@ -59,6 +60,7 @@ func startImport(node ipfs.Node, s *spooled) *importer {
 	go func() {
 		defer close(im.done)
 		im.cid, im.err = s.importFrom(ctx, node, p)
+		im.held = s.held > 0 || s.heldAll
 		p.stopReading(errors.Join(im.err, errAbandoned)) // unblock a writer if it stopped early
 	}()
 	return im
@@ -104,8 +106,11 @@ func (s *spooled) importFrom(ctx context.Context, node ipfs.Node, r io.Reader) (
 		return cid.Undef, err
 	}
 	c, err := node.Join(ctx, s.parts)
-	if err == nil {
-		err = ipfs.Hold(ctx, node, s.hold, c) // until Commit links it
+	// Held until Commit links it. A DAG of one block needs no hold: linking it needs
+	// that block, so a collection in between fails the commit, never leaves it partial.
+	if err == nil && len(s.parts) > 1 {
+		err = ipfs.Hold(ctx, node, s.hold, c)
+		s.heldAll = err == nil
 	}
 	return c, err
 }
@@ -177,14 +182,15 @@ func (is *importers) detach(p string, im *importer) {
 	im.idle = time.AfterFunc(importIdle, func() { is.drop(p, im) })
 }
 
-// finish ends the import of p and returns its CID.
-func (is *importers) finish(p string, im *importer) (cid.Cid, error) {
+// finish ends the import of p and returns its CID, and whether the node may hold some
+// of it.
+func (is *importers) finish(p string, im *importer) (c cid.Cid, held bool, err error) {
 	is.mu.Lock()
 	delete(is.m, p)
 	is.mu.Unlock()
 	im.p.Close()
 	<-im.done
-	return im.cid, im.err
+	return im.cid, im.held, im.err
 }
 
 // drop stops im, if it is still p's importer.

@@ -102,9 +102,11 @@ type spooled struct {
 	dir   string
 	hold  string // what the node holds the upload's chunks under (see ipfs.Holder)
 	parts []ipfs.Part
-	saved int    // parts written to the parts file
-	held  int    // parts the node holds (see save)
-	chunk []byte // the chunk in progress
+	saved int // parts written to the parts file
+	held  int // parts the node holds (see save)
+	// heldAll: the node holds the whole upload, joined, until Commit links it.
+	heldAll bool
+	chunk   []byte // the chunk in progress
 
 	// Chunks are added addsInFlight at a time, so that one waiting on the disk does not
 	// hold up the next: adds runs them. Their buffers, of the chunk size, are made as

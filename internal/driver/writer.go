@@ -152,7 +152,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	w.release()
 	w.committed = true
-	c, err := w.d.imports.finish(w.path, w.im)
+	c, held, err := w.d.imports.finish(w.path, w.im)
 	if err != nil {
 		return reportFull(ctx, fmt.Errorf("commit %s: %w", w.path, err))
 	}
@@ -161,8 +161,10 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	w.d.touch(w.path)
 	_, err = w.d.spool.remove(w.path)
-	// Linked, the upload needs its hold no more.
-	return errors.Join(err, ipfs.Release(ctx, w.d.node, w.d.mfs(w.path)))
+	if held { // linked, the upload needs its hold no more
+		err = errors.Join(err, ipfs.Release(ctx, w.d.node, w.d.mfs(w.path)))
+	}
+	return err
 }
 
 func (w *writer) check() error {

@@ -230,14 +230,20 @@ func testPurgeUploads(t *testing.T, node ipfs.Node) {
 	}
 }
 
-// releaseRecorder is a node that holds nothing but records what is released.
+// releaseRecorder is a node that holds nothing but counts holds and records releases.
 type releaseRecorder struct {
 	ipfs.Node
 	mu       sync.Mutex
+	holds    int
 	released []string
 }
 
-func (r *releaseRecorder) Hold(context.Context, string, cid.Cid) error { return nil }
+func (r *releaseRecorder) Hold(context.Context, string, cid.Cid) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.holds++
+	return nil
+}
 
 func (r *releaseRecorder) Release(_ context.Context, hold string) error {
 	r.mu.Lock()
@@ -272,5 +278,35 @@ func TestNewUploadReleasesNothing(t *testing.T) {
 	defer w.Cancel(ctx)
 	if len(r.released) != 1 {
 		t.Errorf("a writer starting over a spooled upload released %q, want its hold", r.released)
+	}
+}
+
+// TestCommitHolds commits an upload of one block, which is linked with no hold, and one
+// of several, which is held from its last chunk's add to its link, then released.
+func TestCommitHolds(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		size            int
+		holds, releases int
+	}{
+		{10, 0, 0},
+		{2*ipfs.Import.ChunkSize + 1, 1, 1},
+	} {
+		r := &releaseRecorder{Node: embeddedNode}
+		d := newDriver(t, r)
+		p := fmt.Sprintf("/docker/registry/v2/repositories/a/_uploads/u%d/data", c.size)
+		w, err := d.Writer(ctx, p, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(bytes.Repeat([]byte("x"), c.size)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r.holds != c.holds || len(r.released) != c.releases {
+			t.Errorf("commit of %d bytes: %d holds, releases %q; want %d and %d", c.size, r.holds, r.released, c.holds, c.releases)
+		}
 	}
 }
