@@ -6,29 +6,47 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ipfs/boxo/files"
+	"github.com/ipfs/go-cid"
+
 	"github.com/discoregistry/disco/internal/ipfs"
 )
 
-// lookupNode counts the node's Stat and Read calls.
-type lookupNode struct {
+// callCounter counts the node's calls that read MFS (lookups) and that change it.
+type callCounter struct {
 	ipfs.Node
-	lookups atomic.Int64
+	lookups, changes atomic.Int64
 }
 
-func (n *lookupNode) Stat(ctx context.Context, p string) (ipfs.Entry, error) {
+func (n *callCounter) Stat(ctx context.Context, p string) (ipfs.Entry, error) {
 	n.lookups.Add(1)
 	return n.Node.Stat(ctx, p)
 }
 
-func (n *lookupNode) Read(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+func (n *callCounter) Read(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
 	n.lookups.Add(1)
 	return n.Node.Read(ctx, p, offset)
+}
+
+func (n *callCounter) List(ctx context.Context, p string) ([]ipfs.Entry, error) {
+	n.lookups.Add(1)
+	return n.Node.List(ctx, p)
+}
+
+func (n *callCounter) Add(ctx context.Context, f files.Node) (cid.Cid, error) {
+	n.changes.Add(1)
+	return n.Node.Add(ctx, f)
+}
+
+func (n *callCounter) Link(ctx context.Context, p string, c cid.Cid) error {
+	n.changes.Add(1)
+	return n.Node.Link(ctx, p, c)
 }
 
 // TestMemo reads the same files twice under a memo: the node is asked once; a change
 // under the memo, or a context without one, asks it again.
 func TestMemo(t *testing.T) {
-	n := &lookupNode{Node: embeddedNode}
+	n := &callCounter{Node: embeddedNode}
 	d := newDriver(t, n)
 	plain := context.Background()
 	if err := d.PutContent(plain, "/a/link", []byte("sha256:aa")); err != nil {
