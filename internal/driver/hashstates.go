@@ -98,7 +98,7 @@ func (s *spool) statHashState(p string) (storagedriver.FileInfo, error) {
 }
 
 // hashStateNames returns the names in the hash states directory p, sorted, leaving out
-// a write in progress (writeDurably's ".new").
+// a write in progress (writeDurably's newSuffix).
 func (s *spool) hashStateNames(p string) ([]string, error) {
 	es, err := os.ReadDir(s.file(p))
 	if err != nil {
@@ -106,7 +106,7 @@ func (s *spool) hashStateNames(p string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range es {
-		if !strings.HasSuffix(e.Name(), ".new") {
+		if !strings.HasSuffix(e.Name(), newSuffix) {
 			names = append(names, e.Name())
 		}
 	}

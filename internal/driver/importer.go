@@ -60,7 +60,7 @@ func startImport(node ipfs.Node, s *spooled) *importer {
 	go func() {
 		defer close(im.done)
 		im.cid, im.err = s.importFrom(ctx, node, p)
-		im.held = s.held > 0 || s.heldAll
+		im.held = s.held > 0
 		p.stopReading(errors.Join(im.err, errAbandoned)) // unblock a writer if it stopped early
 	}()
 	return im
@@ -109,8 +109,9 @@ func (s *spooled) importFrom(ctx context.Context, node ipfs.Node, r io.Reader) (
 	// Held until Commit links it. A DAG of one block needs no hold: linking it needs
 	// that block, so a collection in between fails the commit, never leaves it partial.
 	if err == nil && len(s.parts) > 1 {
-		err = ipfs.Hold(ctx, node, s.hold, c)
-		s.heldAll = err == nil
+		if err = ipfs.Hold(ctx, node, s.hold, c); err == nil {
+			s.held = len(s.parts) // all of them, joined
+		}
 	}
 	return c, err
 }

@@ -102,11 +102,9 @@ type spooled struct {
 	dir   string
 	hold  string // what the node holds the upload's chunks under (see ipfs.Holder)
 	parts []ipfs.Part
-	saved int // parts written to the parts file
-	held  int // parts the node holds (see save)
-	// heldAll: the node holds the whole upload, joined, until Commit links it.
-	heldAll bool
-	chunk   []byte // the chunk in progress
+	saved int    // parts written to the parts file
+	held  int    // parts the node holds (see save)
+	chunk []byte // the chunk in progress
 
 	// Chunks are added addsInFlight at a time, so that one waiting on the disk does not
 	// hold up the next: adds runs them. Their buffers, of the chunk size, are made as
@@ -308,10 +306,13 @@ func (s *spooled) save(ctx context.Context, node ipfs.Node) error {
 	return nil
 }
 
+// newSuffix names the file writeDurably writes before it renames it.
+const newSuffix = ".new"
+
 // writeDurably replaces the file name with b, whole, and returns once the new file and
 // its name are on disk: an upload's state is acknowledged with the request that saved it.
 func writeDurably(name string, b []byte) error {
-	tmp := name + ".new"
+	tmp := name + newSuffix
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
