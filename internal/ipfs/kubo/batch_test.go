@@ -145,17 +145,10 @@ func (c *counting) take() []string {
 // startCounted starts a daemon and a node whose RPC calls, and probes of its epoch
 // connection, are counted.
 func startCounted(t *testing.T) (ctx context.Context, n *Node, rpcCalls, probes *counting) {
-	d := kubotest.New(t)
-	d.Run("config", "profile", "apply", "unixfs-v1-2025")
-	d.Start()
+	rpcCalls = &counting{next: http.DefaultTransport}
+	_, n = start(t, WithHTTPClient(&http.Client{Transport: rpcCalls}))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	t.Cleanup(cancel)
-	rpcCalls = &counting{next: http.DefaultTransport}
-	n, err := New(ctx, d.APIURL(), WithHTTPClient(&http.Client{Transport: rpcCalls}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
 	probes = &counting{next: n.epoch.client.Transport}
 	n.epoch.client.Transport = probes
 	return ctx, n, rpcCalls, probes

@@ -16,7 +16,6 @@ import (
 
 	"github.com/discoregistry/disco/internal/ipfs"
 	"github.com/discoregistry/disco/internal/ipfs/ipfstest"
-	"github.com/discoregistry/disco/internal/kubotest"
 )
 
 // waitIdle waits until n has no change pending: the timer flushed them.
@@ -196,10 +195,7 @@ func TestGatewayRangeLimit(t *testing.T) {
 // to Internal.MFSNoFlushLimit: files cp --force unlinks the file before the daemon checks
 // the limit, so a link refused there would have removed what it was to replace.
 func TestForceLinkAtNoFlushLimit(t *testing.T) {
-	d := kubotest.New(t)
-	d.Run("config", "profile", "apply", "unixfs-v1-2025")
-	d.Run("config", "--json", "Internal.MFSNoFlushLimit", "3")
-	d.Start()
+	d := daemon(t, []string{"config", "--json", "Internal.MFSNoFlushLimit", "3"})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	n, err := New(ctx, d.APIURL())
@@ -234,9 +230,7 @@ func TestForceLinkAtNoFlushLimit(t *testing.T) {
 // reverse proxy (as an https:// URL implies), which keeps the node's connections, the
 // epoch connection's too, across the restart: the batch's pending directory tells.
 func TestLostBehindProxy(t *testing.T) {
-	d := kubotest.New(t)
-	d.Run("config", "profile", "apply", "unixfs-v1-2025")
-	d.Start()
+	d := daemon(t)
 	u, err := url.Parse(d.APIURL())
 	if err != nil {
 		t.Fatal(err)

@@ -15,15 +15,27 @@ import (
 	"github.com/discoregistry/disco/internal/kubotest"
 )
 
-// start starts a daemon with Disco's import profile and returns it and its node.
-func start(t *testing.T) (*kubotest.Daemon, *Node) {
+// daemon starts a daemon with Disco's import profile, after running the config
+// commands given (each the arguments of one ipfs command).
+func daemon(t *testing.T, config ...[]string) *kubotest.Daemon {
 	t.Helper()
 	d := kubotest.New(t)
 	d.Run("config", "profile", "apply", "unixfs-v1-2025")
+	for _, args := range config {
+		d.Run(args...)
+	}
 	d.Start()
+	return d
+}
+
+// start starts a daemon with Disco's import profile and returns it and its node, made
+// with opts.
+func start(t *testing.T, opts ...Option) (*kubotest.Daemon, *Node) {
+	t.Helper()
+	d := daemon(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := New(ctx, d.APIURL())
+	n, err := New(ctx, d.APIURL(), opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -56,9 +56,7 @@ func TestImportConfigChecked(t *testing.T) {
 // TestHungDaemon pauses the daemon: a call to MFS without a deadline must fail after the
 // node's timeout rather than wait forever, and calls work again once the daemon runs.
 func TestHungDaemon(t *testing.T) {
-	d := kubotest.New(t)
-	d.Run("config", "profile", "apply", "unixfs-v1-2025")
-	d.Start()
+	d := daemon(t)
 	ctx := context.Background()
 	n, err := New(ctx, d.APIURL(), WithTimeout(time.Second))
 	if err != nil {
